@@ -1,0 +1,147 @@
+"""Apply the rules to a series: line rules hunk by hunk, then series rules."""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+from reviewer import predicates
+from reviewer.findings import Finding, lower, severity_rank
+from reviewer.rules import Matcher, Rule, RuleSet
+from reviewer.series import DiffLine, FileDiff, Hunk, Patch, Series
+
+MAX_LINE = 1000  # rules see at most this much of a line
+FOLLOW_WINDOW = 4
+EXCERPT_BEFORE = 3
+
+
+def _follows(matcher: Matcher, hunk: Hunk, index: int) -> bool:
+    kind = hunk.lines[index].kind
+    seen = 0
+    for line in hunk.lines[index + 1:]:
+        if line.kind not in (" ", kind):
+            continue
+        seen += 1
+        if seen > FOLLOW_WINDOW:
+            return False
+        wanted = matcher.followed_by_kind
+        if wanted == "context" and line.kind != " ":
+            continue
+        if wanted == "changed" and line.kind == " ":
+            continue
+        text = line.text[:MAX_LINE]
+        if any(p.search(text) for p in matcher.followed_by):
+            return not any(p.search(text) for p in matcher.exclude_patterns)
+    return False
+
+
+def _candidates(matcher: Matcher, hunk: Hunk) -> list[int]:
+    found = []
+    for i, line in enumerate(hunk.lines):
+        if line.kind == " " or not matcher.function_matches(line.function):
+            continue
+        text = line.text[:MAX_LINE]
+        if matcher.patterns and not any(p.search(text) for p in matcher.patterns):
+            continue
+        if any(p.search(text) for p in matcher.exclude_patterns):
+            continue
+        if matcher.followed_by and not _follows(matcher, hunk, i):
+            continue
+        if not all(predicates.LINE_PREDICATES[n](hunk, i) for n in matcher.predicates):
+            continue
+        found.append(i)
+    return found
+
+
+def _anchor(side: str, hunk: Hunk, indexes: list[int]) -> int | None:
+    added = [i for i in indexes if hunk.lines[i].added]
+    removed = [i for i in indexes if hunk.lines[i].removed]
+    if side == "added":
+        return added[0] if added and not removed else None
+    if side == "removed":
+        return removed[0] if removed and not added else None
+    if side == "modified":
+        return added[0] if added and removed else None
+    return indexes[0]
+
+
+def excerpt(hunk: Hunk, first: int, last: int) -> list[str]:
+    """The hunk lines around a finding, as a diff shows them."""
+    start = max(0, first - EXCERPT_BEFORE)
+    return [ln.kind + ln.text for ln in hunk.lines[start:last + 1]]
+
+
+def _line_no(line: DiffLine) -> int | None:
+    return line.old_lineno if line.removed else line.new_lineno
+
+
+def _fill(text: str, fdiff: FileDiff | None, function: str | None) -> str:
+    if fdiff is not None:
+        text = text.replace("{file}", fdiff.path)
+    return text.replace("{function}", f"{function}()" if function else "this code")
+
+
+def line_findings(rule: Rule, patch: Patch) -> list[Finding]:
+    matcher = rule.matcher
+    out = []
+    for fdiff in patch.files:
+        if not matcher.file_matches(fdiff.path):
+            continue
+        for hunk in fdiff.hunks:
+            indexes = _candidates(matcher, hunk)
+            for function, group in groupby(indexes, key=lambda i: hunk.lines[i].function):
+                group = list(group)
+                anchor = _anchor(matcher.side, hunk, group)
+                if anchor is None:
+                    continue
+                line = hunk.lines[anchor]
+                out.append(Finding(
+                    rule=rule.id, category=rule.category, severity=rule.severity,
+                    patch=patch.index, message_id=patch.message_id,
+                    message=_fill(rule.message, fdiff, function),
+                    file=fdiff.path, line=_line_no(line), function=function,
+                    excerpt=excerpt(hunk, group[0], group[-1]), hunk_header=hunk.header,
+                ))
+    return out
+
+
+def _acknowledged(rules: RuleSet, patch: Patch, series: Series) -> bool:
+    texts = [patch.message] + ([series.cover.text] if series.cover else [])
+    return any(p.search(t) for p in rules.acknowledge_patterns for t in texts)
+
+
+def series_findings(rule: Rule, series: Series, findings: list[Finding]) -> list[Finding]:
+    predicate = predicates.SERIES_PREDICATES[rule.predicate]
+    out = []
+    for index, detail in predicate(series, findings, rule.params):
+        msgid = next((p.message_id for p in series.patches if p.index == index), series.message_id)
+        message = rule.message if detail is None else f"{rule.message} ({detail})"
+        out.append(Finding(rule=rule.id, category=rule.category, severity=rule.severity,
+                           patch=index, message_id=msgid, message=_fill(message, None, None)))
+    return out
+
+
+def analyze(series: Series, rules: RuleSet) -> list[Finding]:
+    """All findings for ``series``, in patch, file and line order."""
+    findings: list[Finding] = []
+    for patch in series.patches:
+        acked = _acknowledged(rules, patch, series)
+        for rule in rules.rules:
+            if rule.kind != "line":
+                continue
+            for finding in line_findings(rule, patch):
+                finding.original_severity = finding.severity
+                if rule.acknowledgeable and acked:
+                    finding.acknowledged = True
+                    finding.severity = lower(finding.severity)
+                findings.append(finding)
+    for rule in rules.rules:
+        if rule.kind == "series":
+            findings += series_findings(rule, series, findings)
+    findings.sort(key=lambda f: (f.patch, f.file or "", f.line or 0, f.rule))
+    return findings
+
+
+def worst(findings: list[Finding]) -> str | None:
+    if not findings:
+        return None
+    return max((f.severity for f in findings), key=severity_rank)

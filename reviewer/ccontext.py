@@ -1,0 +1,217 @@
+"""C function context: which function each line of a diff sits in.
+
+Two entry points, one state machine:
+
+* :func:`scan_file` walks a whole C file from its first line (exact, used with
+  ``--kernel-tree``);
+* :func:`scan_hunk_side` walks one side (old or new) of a hunk, starting from
+  what the ``@@`` header line tells (the last column-0 identifier line before
+  the hunk, as git's default and ``diff=cpp`` drivers both print it).
+
+The answer for a line is a :class:`Where`: a function name, top level (no
+function), or unknown (inside some function whose name the hunk does not show).
+The machine relies on kernel coding style: function definitions start at
+column 0, their braces sit alone at column 0, statements are indented.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+TOPLEVEL = "toplevel"
+FUNCTION = "function"
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Where:
+    kind: str  # TOPLEVEL | FUNCTION | UNKNOWN
+    name: str | None = None  # function name when kind == FUNCTION
+
+    @property
+    def function(self) -> str | None:
+        return self.name if self.kind == FUNCTION else None
+
+
+AT_TOP = Where(TOPLEVEL)
+NOWHERE = Where(UNKNOWN)
+
+_ATTR_RE = re.compile(r"__attribute__\s*\(\(.*?\)\)")
+_IDENT_BEFORE_PAREN = re.compile(r"([A-Za-z_]\w*)\s*$")
+_LABEL_RE = re.compile(r"^[A-Za-z_]\w*:(?!:)\s*(/[/*].*)?$")
+_NOT_A_DEF = re.compile(r"^(if|for|while|switch|return|do|else|case|typedef|goto)\b")
+_AGGREGATE_RE = re.compile(r"^(?:typedef\s+)?(?:static\s+)?(?:const\s+)?(struct|union|enum)\b")
+_PARAM_RE = re.compile(r"^\s+[A-Za-z_][\w\s*]*(\[\w*\])?\s*(,|\)\s*;?)\s*(/\*.*\*/)?$")
+HEADER_CUT = 79
+
+
+def _strip_comment(text: str) -> str:
+    text = re.sub(r"/\*.*?\*/", "", text)
+    return text.split("//", 1)[0].rstrip()
+
+
+def definition_name(line: str) -> str | None:
+    """Name of the function a column-0 line starts to define, else None.
+
+    ``static int foo(struct kvm *kvm,`` -> ``foo``; prototypes that end on
+    the same line (``int foo(void);``), variables (``x = f(y)``) and
+    statements give None.
+    """
+    if not line[:1].isalpha() and line[:1] != "_":
+        return None
+    code = _strip_comment(line)
+    if code.endswith(";") or _NOT_A_DEF.match(code):
+        return None
+    code = _ATTR_RE.sub("", code)
+    head, paren, _ = code.partition("(")
+    if not paren or "=" in head:
+        return None
+    match = _IDENT_BEFORE_PAREN.search(head)
+    return match.group(1) if match else None
+
+
+def _paren_balance(text: str) -> int:
+    code = _strip_comment(text)
+    return code.count("(") - code.count(")")
+
+
+def is_label(line: str) -> bool:
+    return bool(_LABEL_RE.match(line)) and not line.startswith("default")
+
+
+class _Machine:
+    """Tracks the enclosing function line by line."""
+
+    def __init__(self, where: Where = AT_TOP, pending: str | None = None, paren: int = 0):
+        self.where = where
+        self.pending = pending  # a definition seen, its '{' not yet
+        self.paren = paren
+        self.in_comment = False
+        self.in_macro = False
+
+    def _pending_where(self) -> Where:
+        return Where(FUNCTION, self.pending) if self.pending else self.where
+
+    def feed(self, line: str) -> Where:  # noqa: C901 - one branch per line shape
+        """Return where ``line`` is, and advance past it."""
+        if self.in_macro:
+            self.in_macro = line.rstrip().endswith("\\")
+            return self.where
+        if self.in_comment:
+            if "*/" in line:
+                self.in_comment = False
+            return self.where
+        if line.startswith("#"):
+            self.in_macro = line.rstrip().endswith("\\")
+            return self._pending_where()
+        stripped = line.lstrip()
+        if stripped.startswith("/*") and "*/" not in stripped:
+            self.in_comment = True
+        if not line[:1] or line[:1] in " \t":
+            if self.pending and stripped:
+                self.paren += _paren_balance(line)
+                if self.paren <= 0 and _strip_comment(line).endswith(";"):
+                    here = self._pending_where()
+                    self.pending = None  # a prototype, not a definition
+                    return Where(TOPLEVEL) if self.where.kind != FUNCTION else here
+            return self._pending_where()
+        # column 0
+        if line.startswith("{"):
+            if self.pending:
+                self.where, self.pending = Where(FUNCTION, self.pending), None
+            return self.where
+        if line.startswith("}"):
+            here = self.where
+            self.where, self.pending = AT_TOP, None
+            return here
+        if self.where.kind != TOPLEVEL and is_label(line):
+            return self.where
+        if line.startswith("/*") or line.startswith("*"):
+            return self.where
+        name = definition_name(line)
+        if name:
+            self.where = AT_TOP
+            self.pending = name
+            self.paren = _paren_balance(line)
+            if self.paren <= 0 and _strip_comment(line).endswith("{"):
+                self.where, self.pending = Where(FUNCTION, name), None
+            return Where(FUNCTION, name)
+        # any other column-0 code: a declaration at top level
+        if not _strip_comment(line).endswith(","):
+            self.pending = None
+        self.where = AT_TOP
+        return AT_TOP
+
+
+def scan_file(lines: list[str]) -> list[Where]:
+    """Where every line of a whole file is (index 0 = line 1)."""
+    machine = _Machine()
+    return [machine.feed(line) for line in lines]
+
+
+def _initial(header: str, lines: list[str]) -> _Machine:
+    """The machine's state at a hunk's first line, from its ``@@`` header."""
+    header = header.strip("\n")
+    if not header.strip():
+        return _Machine(AT_TOP)
+    if is_label(header):
+        return _Machine(NOWHERE)
+    name = definition_name(header)
+    if not name:
+        return _Machine(AT_TOP)
+    # git cuts the header at 80 columns: a cut signature's parens say nothing
+    paren = 0 if len(header) >= HEADER_CUT else _paren_balance(header)
+    if paren > 0:
+        closing = _signature_close(paren, lines)
+        if closing is not None:
+            if _strip_comment(closing).endswith(";"):
+                return _Machine(AT_TOP)  # a multi-line prototype
+            return _Machine(AT_TOP, pending=name, paren=paren)
+    for line in lines:
+        decided = _decides(line)
+        if decided is None:
+            continue
+        if decided == UNKNOWN:
+            return _Machine(NOWHERE)
+        if decided == FUNCTION:
+            return _Machine(Where(FUNCTION, name))
+        return _Machine(AT_TOP)
+    return _Machine(NOWHERE)
+
+
+def _signature_close(paren: int, lines: list[str]) -> str | None:
+    """The line that closes a header's open parameter list, if the hunk's
+    first lines are the rest of that list (parameter declarations only)."""
+    for line in lines:
+        if not _PARAM_RE.match(line):
+            return None
+        paren += _paren_balance(line)
+        if paren <= 0:
+            return line
+    return None
+
+
+def _decides(line: str) -> str | None:
+    """What a hunk's leading line says about the header's function.
+
+    FUNCTION: we are inside it; TOPLEVEL: it ended before this line;
+    UNKNOWN: a macro body; None: cannot tell (blank, preprocessor).
+    """
+    if not line.strip() or line.startswith("#"):
+        return None
+    if line[:1] == "\t" or (line[:1] == " " and not line.lstrip().startswith("*")):
+        return UNKNOWN if line.rstrip().endswith("\\") else FUNCTION
+    if line[:1] in "}{" or is_label(line):
+        return FUNCTION
+    return TOPLEVEL
+
+
+def scan_hunk_side(header: str, lines: list[str]) -> list[Where]:
+    """Where each line of one side of a hunk is.
+
+    ``lines`` are the hunk's lines as that side sees them (context and
+    removed lines for the old side; context and added lines for the new).
+    """
+    machine = _initial(header, lines)
+    return [machine.feed(line) for line in lines]

@@ -1,0 +1,92 @@
+"""The ``kvm-review`` command. Imports stay lazy: ``--version`` and ``--help``
+must not pay for b4, requests or jinja2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from reviewer import __version__
+from reviewer.errors import EXIT_CLEAN, EXIT_FINDINGS, EXIT_INPUT, InputError
+
+FORMATS = ("text", "json", "checkpatch", "b4-check", "markdown", "email")
+FAIL_ON = ("info", "warning", "error", "never")
+
+EPILOG = """exit status: 0 nothing at or above --fail-on, 1 findings at or above it,
+2 usage or input error (one line on stderr), 3 internal error (a bug: please report)"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=FORMATS, help="output format (default: text)")
+    p.add_argument("--fail-on", choices=FAIL_ON, help="lowest severity that makes the exit status 1 (default: warning)")
+    p.add_argument("--rules", action="append", default=[], metavar="DIR", help="also load rule files from DIR")
+    p.add_argument("--disable", action="append", default=[], metavar="ID", help="disable a rule")
+    p.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    p.add_argument("--kernel-tree", metavar="PATH", help="a kernel tree: function context from whole files")
+    p.add_argument("--templates", metavar="DIR", help="override reply templates (email format)")
+    p.add_argument("--reply-when-clean", action="store_true", help="email format: reply to a clean series too")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kvm-review", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Review KVM x86 patch series for CPUID adjustments and new rejections of userspace input.")
+    parser.add_argument("--version", action="version", version=f"kvm-review {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    review = sub.add_parser("review", help="review a series (mbox, patches, git range, Message-ID, lore URL)",
+                            epilog=EPILOG)
+    review.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="mbox/maildir, patch files or directory, '-' for stdin, "
+                             "A..B with --repo, Message-ID or lore URL")
+    review.add_argument("--repo", metavar="PATH", help="read INPUT as a git range A..B in this repository")
+    review.add_argument("--revision", type=int, metavar="N", help="review vN instead of the latest revision")
+    review.add_argument("--lore", metavar="URL", help="lore base URL (default: b4's b4.midmask)")
+    review.add_argument("--no-cache", action="store_true", help="do not use b4's cache when fetching")
+    review.add_argument("--send", action="store_true", help="email format: send the replies over SMTP")
+    review.add_argument("--dry-run", action="store_true", help="with --send: print what would be sent")
+    _common(review)
+
+    rules = sub.add_parser("rules", help="list, explain or test the rules")
+    rules.add_argument("action", choices=("list", "explain", "test"))
+    rules.add_argument("rule_id", nargs="?", metavar="ID")
+    rules.add_argument("--rules", action="append", default=[], metavar="DIR")
+    rules.add_argument("--disable", action="append", default=[], metavar="ID")
+    rules.add_argument("--config", metavar="FILE")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "review":
+        from reviewer import commands
+        return commands.review(args)
+    if args.command == "rules":
+        from reviewer import commands
+        return commands.rules(args)
+    build_parser().print_help()
+    return EXIT_INPUT
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help/--version (0) or usage (2)
+        return int(exc.code or 0)
+    try:
+        return _run(args)
+    except InputError as exc:
+        print(f"kvm-review: error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_CLEAN
+    except Exception as exc:  # a bug: one line, never a traceback for the user
+        print(f"kvm-review: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "
+              "(please report)", file=sys.stderr)
+        return 3
+
+
+__all__ = ["main", "EXIT_FINDINGS"]

@@ -1,0 +1,16 @@
+"""Errors that end a run with a documented exit status and one line."""
+
+EXIT_CLEAN = 0
+EXIT_FINDINGS = 1
+EXIT_INPUT = 2
+
+
+class InputError(Exception):
+    """Bad input, bad usage or an unreachable source: exit 2, one line."""
+
+    exit_status = EXIT_INPUT
+
+    def __str__(self) -> str:
+        text = " ".join(str(a) for a in self.args)
+        # one line, whatever the cause carried
+        return " ".join(text.split())

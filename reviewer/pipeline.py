@@ -1,0 +1,48 @@
+"""source -> series model -> analysis -> findings, for any input.
+
+The CLI, the pre-send check and the bot all call :func:`load_series` and
+:func:`review`; rendering and delivery happen after, elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+from reviewer import analysis, b4glue, series, sources
+from reviewer.errors import InputError
+from reviewer.findings import Finding
+from reviewer.rules import RuleSet
+
+
+@dataclass
+class Review:
+    series: series.Series
+    findings: list[Finding]
+
+
+def messages_for(inputs: list[str], repo: str | None = None, lore: str | None = None,
+                 nocache: bool = False) -> list[EmailMessage]:
+    """Every message the inputs name, fetched or read."""
+    if repo is not None:
+        if len(inputs) != 1:
+            raise InputError("--repo takes exactly one git range (A..B)")
+        return sources.from_git(repo, inputs[0])
+    msgs: list[EmailMessage] = []
+    for arg in inputs:
+        remote = None if arg == "-" else sources.parse_remote(arg)
+        if remote is None:
+            msgs += sources.from_path(arg)
+            continue
+        base = lore or remote.base_url
+        b4glue.configure({"b4.midmask": f"{base}/%s"} if base else {}, network=True)
+        msgs += b4glue.fetch_thread(remote.msgid, nocache)
+    return msgs
+
+
+def load_series(msgs: list[EmailMessage], revision: int | None = None) -> series.Series:
+    return series.build(b4glue.series_from_messages(msgs, revision))
+
+
+def review(model: series.Series, rules: RuleSet) -> Review:
+    return Review(model, analysis.analyze(model, rules))

@@ -1,0 +1,189 @@
+"""The few things a TOML rule cannot say, as named predicates.
+
+Line predicates: ``(hunk, index) -> bool`` about ``hunk.lines[index]``.
+Series predicates: ``(series, findings, params) -> [(patch, message)]``.
+Rules name them; the engine knows nothing of what they test.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable
+
+from reviewer.findings import ABI_CATEGORIES, Finding, severity_rank
+from reviewer.series import Hunk, Series
+
+LOOKBACK = 10
+_NOT_HOST = re.compile(r"!\s*(?:\w+(?:->|\.))?host_initiated\b")
+_ERRNOS = r"-E(INVAL|2BIG|PERM|NXIO|OPNOTSUPP|BUSY|EXIST|RANGE|ACCES|NOTSUPP)\b"
+_ERR_RETURN = re.compile(r"\breturn\s+(" + _ERRNOS + r"|KVM_MSR_RET_\w+)")
+_ERR_ASSIGN = re.compile(r"\b(r|ret|err|rc)\s*=\s*" + _ERRNOS)
+_PRESET = re.compile(r"^\s*(?:r|ret|err|rc)\s*=\s*(-E\w+|\w+)\s*;")
+_CONDITION = re.compile(r"^\s*(if|else if)\b|^\s*(&&|\|\|)|(&&|\|\|)\s*$")
+_CLAUSE = re.compile(r"\bif\b|&&|\|\|")
+_AGGREGATE_OPEN = re.compile(r"^(?:struct|union)\s+\w+\s*\{")
+_PADDING = re.compile(r"\b\w*(?:pad|reserved|rsvd|unused)\w*\s*\[")
+
+
+def _side_lines(hunk: Hunk, index: int) -> list[int]:
+    """Indexes of the lines before ``index`` that its side of the hunk sees."""
+    kind = hunk.lines[index].kind
+    return [i for i in range(index) if hunk.lines[i].kind in (" ", kind)]
+
+
+def _guard(hunk: Hunk, index: int) -> str:
+    """The condition text guarding the statement at ``index`` (its side)."""
+    parts = []
+    for i in _side_lines(hunk, index)[::-1][:LOOKBACK]:
+        text = hunk.lines[i].text.strip()
+        if text.endswith((";", "{", "}")) or text.startswith("case ") or text.endswith(":"):
+            break
+        parts.append(text)
+    return " ".join(reversed(parts))
+
+
+def reaches_host_writes(hunk: Hunk, index: int) -> bool:
+    """A new failure of an MSR write that host-initiated writes reach too.
+
+    ``if (!msr_info->host_initiated && ...) return 1;`` fails only the guest's
+    WRMSR (a #GP); anything not guarded by ``!host_initiated`` also fails
+    userspace's KVM_SET_MSRS.
+    """
+    return not _NOT_HOST.search(_guard(hunk, index) + " " + hunk.lines[index].text)
+
+
+def _block(hunk: Hunk, index: int) -> list[int]:
+    """The run of changed lines around ``index``."""
+    lo = hi = index
+    while lo > 0 and hunk.lines[lo - 1].kind != " ":
+        lo -= 1
+    while hi + 1 < len(hunk.lines) and hunk.lines[hi + 1].kind != " ":
+        hi += 1
+    return list(range(lo, hi + 1))
+
+
+def _error_exit(hunk: Hunk, start: int) -> int | None:
+    """Does the statement the condition at ``start`` guards fail the call?
+
+    ``return -EINVAL;`` does; so does ``goto out;``/``break;`` unless the
+    return value was last set to something that is not an error (ioctl
+    dispatch presets ``r = -EFAULT`` and jumps out). Returns the index of
+    the exiting line, or None.
+    """
+    side = [i for i in range(len(hunk.lines)) if hunk.lines[i].kind in (" ", "+")]
+    for i in [i for i in side if i > start][:LOOKBACK]:
+        text = hunk.lines[i].text.strip()
+        if not text.endswith(";"):
+            continue  # the rest of the condition
+        if _ERR_RETURN.search(text):
+            return i
+        if re.match(r"(break|goto \w+);", text):
+            for j in [j for j in side if j < start][::-1]:
+                preset = _PRESET.search(hunk.lines[j].text)
+                if preset:
+                    return i if preset.group(1).startswith("-E") else None
+            return i
+        return None
+    return None
+
+
+def widens_error_condition(hunk: Hunk, index: int) -> bool:
+    """An added condition (or clause) that leads to an error exit, with more
+    clauses than the lines it replaces: input accepted before now fails."""
+    line = hunk.lines[index]
+    if not line.added or not _CONDITION.search(line.text):
+        return False
+    exit_at = _error_exit(hunk, index)
+    if exit_at is None or (hunk.lines[exit_at].added and _ERR_RETURN.search(hunk.lines[exit_at].text)):
+        return False  # a new error return: userspace-reject-added reports it
+    block = _block(hunk, index)
+    added = sum(len(_CLAUSE.findall(hunk.lines[i].text)) for i in block if hunk.lines[i].added)
+    removed = sum(len(_CLAUSE.findall(hunk.lines[i].text)) for i in block if hunk.lines[i].removed)
+    return added > removed
+
+
+def in_existing_struct(hunk: Hunk, index: int) -> bool:
+    """A member line of a struct/union that existed before the patch."""
+    if not hunk.lines[index].text.rstrip().endswith(";"):
+        return False
+    for i in _side_lines(hunk, index)[::-1]:
+        line = hunk.lines[i]
+        if _AGGREGATE_OPEN.match(line.text):
+            return line.kind == " "
+        if line.text[:1] not in ("", " ", "\t", "#", "/", "*"):
+            return False
+    return bool(_AGGREGATE_OPEN.match(hunk.section))
+
+
+def no_padding_reuse(hunk: Hunk, index: int) -> bool:
+    """Not the blessed way to extend a struct: carving a field out of padding."""
+    return not any(ln.removed and _PADDING.search(ln.text) for ln in hunk.lines)
+
+
+def changes_error_condition(hunk: Hunk, index: int) -> bool:
+    """An added condition that replaces one leading to an error exit, with no
+    more clauses (the widening case is :func:`widens_error_condition`)."""
+    line = hunk.lines[index]
+    if not line.added or not _CONDITION.search(line.text) or _error_exit(hunk, index) is None:
+        return False
+    block = _block(hunk, index)
+    return any(hunk.lines[i].removed and _CONDITION.search(hunk.lines[i].text) for i in block) \
+        and not widens_error_condition(hunk, index)
+
+
+LINE_PREDICATES: dict[str, Callable[[Hunk, int], bool]] = {
+    "reaches_host_writes": reaches_host_writes,
+    "widens_error_condition": widens_error_condition,
+    "changes_error_condition": changes_error_condition,
+    "in_existing_struct": in_existing_struct,
+    "no_padding_reuse": no_padding_reuse,
+}
+
+
+def _abi_findings(findings: list[Finding], params: dict) -> list[Finding]:
+    """ABI findings at warning or above before any acknowledgement."""
+    categories = params.get("categories", ABI_CATEGORIES)
+    return [f for f in findings if f.category in categories
+            and severity_rank(f.original_severity or f.severity) >= severity_rank("warning")]
+
+
+def _patch_list(indexes: list[int]) -> str:
+    return ", ".join(str(i) for i in indexes)
+
+
+def unacknowledged_abi_change(series: Series, findings: list[Finding], params: dict):
+    """A patch with an ABI finding whose changelog and cover letter are silent."""
+    by_patch = sorted({f.patch for f in _abi_findings(findings, params) if not f.acknowledged})
+    return [(p, None) for p in by_patch]
+
+
+def _touches(series: Series, globs: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(path, g) for p in series.patches for path in p.paths for g in globs)
+
+
+def untouched_files(series: Series, findings: list[Finding], params: dict):
+    """ABI findings exist but no patch touches ``params.files`` (docs, selftests)."""
+    abi = _abi_findings(findings, params)
+    if not abi or _touches(series, params["files"]):
+        return []
+    return [(0, "patches " + _patch_list(sorted({f.patch for f in abi})))]
+
+
+def stable_on_abi_change(series: Series, findings: list[Finding], params: dict):
+    """``Cc: stable`` on a patch that changes the ABI."""
+    abi = {f.patch for f in _abi_findings(findings, params)}
+    stable = re.compile(params.get("stable", r"stable@(vger\.)?kernel\.org"))
+    hits = []
+    for patch in series.patches:
+        tagged = any(stable.search(v) for v in patch.trailer_values("Cc"))
+        if patch.index in abi and tagged:
+            hits.append((patch.index, None))
+    return hits
+
+
+SERIES_PREDICATES = {
+    "unacknowledged_abi_change": unacknowledged_abi_change,
+    "untouched_files": untouched_files,
+    "stable_on_abi_change": stable_on_abi_change,
+}

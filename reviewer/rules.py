@@ -1,0 +1,213 @@
+"""Rules are data: load, validate and look up ``rules/*.toml``.
+
+A rule file holds ``[[rule]]`` tables (see README, "Writing a rule"). Line
+rules carry a ``[rule.match]`` table; series rules name a predicate from
+:mod:`reviewer.predicates` and its ``params``. Nothing in a rule file runs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reviewer.errors import InputError
+from reviewer.findings import CATEGORIES, SEVERITIES
+
+BUILTIN_RULES = Path(__file__).resolve().parent.parent / "rules"
+SIDES = ("added", "removed", "modified", "any")
+MAX_PATTERN = 500
+# a quantified group that itself ends in a quantifier: (a+)+, (\w*)* ...
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}]\)[+*{]")
+
+
+@dataclass
+class Matcher:
+    files: list[str]
+    functions: list[str] = field(default_factory=list)
+    function_regexes: list[re.Pattern] = field(default_factory=list)
+    exclude_functions: list[str] = field(default_factory=list)
+    side: str = "added"
+    patterns: list[re.Pattern] = field(default_factory=list)
+    exclude_patterns: list[re.Pattern] = field(default_factory=list)
+    predicates: list[str] = field(default_factory=list)
+    # the line must be followed, within FOLLOW_WINDOW lines of its side, by a
+    # line matching one of these (of kind followed_by_kind: context/added/any)
+    followed_by: list[re.Pattern] = field(default_factory=list)
+    followed_by_kind: str = "any"
+
+    def file_matches(self, path: str) -> bool:
+        return any(fnmatch.fnmatchcase(path, glob) for glob in self.files)
+
+    def function_matches(self, name: str | None) -> bool:
+        if name is not None and name in self.exclude_functions:
+            return False
+        if not self.functions and not self.function_regexes:
+            return True
+        if name is None:
+            return False
+        return name in self.functions or any(r.fullmatch(name) for r in self.function_regexes)
+
+
+@dataclass
+class Rule:
+    id: str
+    title: str
+    category: str
+    severity: str
+    message: str
+    why: str
+    references: list[str]
+    fires: str
+    passes: str
+    source: str
+    matcher: Matcher | None = None  # line rules
+    predicate: str | None = None  # series rules
+    params: dict = field(default_factory=dict)
+    acknowledgeable: bool = False
+    older_names: dict = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return "line" if self.matcher else "series"
+
+
+@dataclass
+class RuleSet:
+    rules: list[Rule]
+    acknowledge_patterns: list[re.Pattern]
+
+    def get(self, rule_id: str) -> Rule:
+        for rule in self.rules:
+            if rule.id == rule_id:
+                return rule
+        raise InputError(f"no rule with id {rule_id!r} (see: kvm-review rules list)")
+
+
+def compile_pattern(text: str, where: str) -> re.Pattern:
+    if len(text) > MAX_PATTERN:
+        raise InputError(f"{where}: pattern longer than {MAX_PATTERN} characters")
+    if _NESTED_QUANTIFIER.search(text):
+        raise InputError(f"{where}: pattern {text!r} nests quantifiers (catastrophic backtracking)")
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise InputError(f"{where}: bad pattern {text!r}: {exc}") from None
+
+
+def _strings(table: dict, key: str, where: str) -> list[str]:
+    value = table.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{where}: {key} must be a list of strings")
+    return value
+
+
+def _choice(table: dict, key: str, choices: tuple[str, ...], where: str) -> str:
+    value = table.get(key, choices[0])
+    if value not in choices:
+        raise InputError(f"{where}: {key} must be one of {', '.join(choices)}")
+    return value
+
+
+def _matcher(table: dict, where: str) -> Matcher:
+    from reviewer import predicates
+
+    side = _choice(table, "side", SIDES, where)
+    functions = _strings(table, "functions", where)
+    names = [f for f in functions if not f.startswith("re:")]
+    regexes = [compile_pattern(f[3:], where) for f in functions if f.startswith("re:")]
+    preds = _strings(table, "predicates", where)
+    for name in preds:
+        if name not in predicates.LINE_PREDICATES:
+            raise InputError(f"{where}: unknown predicate {name!r}")
+    files = _strings(table, "files", where)
+    if not files:
+        raise InputError(f"{where}: match.files is required")
+    return Matcher(
+        files=files,
+        functions=names,
+        function_regexes=regexes,
+        exclude_functions=_strings(table, "exclude_functions", where),
+        side=side,
+        patterns=[compile_pattern(p, where) for p in _strings(table, "patterns", where)],
+        exclude_patterns=[compile_pattern(p, where) for p in _strings(table, "exclude_patterns", where)],
+        predicates=preds,
+        followed_by=[compile_pattern(p, where) for p in _strings(table, "followed_by", where)],
+        followed_by_kind=_choice(table, "followed_by_kind", ("any", "context", "changed"), where),
+    )
+
+
+REQUIRED = ("id", "title", "category", "severity", "message", "why", "references")
+
+
+def _rule(table: dict, source: str) -> Rule:
+    from reviewer import predicates
+
+    where = f"{source}: rule {table.get('id', '?')}"
+    for key in REQUIRED:
+        if key not in table:
+            raise InputError(f"{where}: missing {key!r}")
+    if table["category"] not in CATEGORIES:
+        raise InputError(f"{where}: category must be one of {', '.join(CATEGORIES)}")
+    if table["severity"] not in SEVERITIES:
+        raise InputError(f"{where}: severity must be one of {', '.join(SEVERITIES)}")
+    examples = table.get("examples", {})
+    if not examples.get("fires") or not examples.get("passes"):
+        raise InputError(f"{where}: examples.fires and examples.passes are required")
+    rule = Rule(
+        id=table["id"],
+        title=table["title"],
+        category=table["category"],
+        severity=table["severity"],
+        message=table["message"].strip(),
+        why=table["why"].strip(),
+        references=_strings(table, "references", where),
+        fires=examples["fires"],
+        passes=examples["passes"],
+        source=source,
+        acknowledgeable=bool(table.get("acknowledgeable", False)),
+        older_names=table.get("older_names", {}),
+    )
+    if "match" in table:
+        rule.matcher = _matcher(table["match"], where)
+    elif "predicate" in table:
+        if table["predicate"] not in predicates.SERIES_PREDICATES:
+            raise InputError(f"{where}: unknown predicate {table['predicate']!r}")
+        rule.predicate = table["predicate"]
+        rule.params = table.get("params", {})
+    else:
+        raise InputError(f"{where}: needs a [rule.match] table or a series predicate")
+    return rule
+
+
+def load(extra_dirs: list[str] = (), disabled: list[str] = ()) -> RuleSet:
+    """The built-in rules, plus the user's, minus the disabled ones."""
+    files = sorted(BUILTIN_RULES.glob("*.toml"))
+    for directory in extra_dirs:
+        path = Path(directory)
+        if not path.is_dir():
+            raise InputError(f"{directory}: --rules needs a directory of .toml files")
+        files += sorted(path.glob("*.toml"))
+    rules: list[Rule] = []
+    ack: list[re.Pattern] = []
+    seen: set[str] = set()
+    for path in files:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+            raise InputError(f"{path}: cannot load rule file: {exc}") from None
+        ack += [compile_pattern(p, str(path)) for p in _strings(data, "acknowledge_patterns", str(path))]
+        for table in data.get("rule", []):
+            rule = _rule(table, str(path))
+            if rule.id in seen:
+                raise InputError(f"{path}: duplicate rule id {rule.id!r}")
+            seen.add(rule.id)
+            rules.append(rule)
+    unknown = set(disabled) - seen
+    if unknown:
+        raise InputError(f"--disable: no rule with id {sorted(unknown)[0]!r}")
+    return RuleSet([r for r in rules if r.id not in disabled], ack)

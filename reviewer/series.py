@@ -1,0 +1,196 @@
+"""The series model: cover letter, patches, trailers and parsed diffs.
+
+Built from b4's threading (:mod:`reviewer.b4glue`), diffs parsed with unidiff,
+every added and removed line given its C function (:mod:`reviewer.ccontext`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import unidiff
+
+from reviewer import ccontext
+from reviewer.b4glue import Mail, MailSeries
+from reviewer.errors import InputError
+
+_DIFF_START = re.compile(r"^(diff --git |--- \S)", re.M)
+_BINARY = re.compile(r"^GIT binary patch\n.*?(?=^diff --git |\Z)", re.M | re.S)
+_C_FILE = re.compile(r"\.[ch]$")
+
+
+@dataclass
+class DiffLine:
+    kind: str  # "+", "-" or " "
+    text: str
+    old_lineno: int | None
+    new_lineno: int | None
+    function: str | None = None
+    scope: str = ccontext.TOPLEVEL  # function | toplevel | unknown
+
+    @property
+    def added(self) -> bool:
+        return self.kind == "+"
+
+    @property
+    def removed(self) -> bool:
+        return self.kind == "-"
+
+
+@dataclass
+class Hunk:
+    header: str  # the "@@ -a,b +c,d @@ section" line
+    section: str  # what git printed after the second @@
+    old_start: int
+    new_start: int
+    lines: list[DiffLine]
+
+
+@dataclass
+class FileDiff:
+    path: str  # the new path (the old one for a deletion)
+    old_path: str | None
+    new_path: str | None
+    binary: bool
+    hunks: list[Hunk]
+
+
+@dataclass
+class Patch:
+    index: int  # 1-based
+    subject: str
+    full_subject: str
+    author_name: str
+    author_email: str
+    date: str
+    message_id: str
+    message: str
+    trailers: list[tuple[str, str]]
+    files: list[FileDiff]
+    mail: Mail = field(repr=False)
+
+    def trailer_values(self, name: str) -> list[str]:
+        return [v for n, v in self.trailers if n.lower() == name.lower()]
+
+    @property
+    def paths(self) -> list[str]:
+        return [f.path for f in self.files]
+
+
+@dataclass
+class Cover:
+    subject: str
+    full_subject: str
+    message_id: str
+    author_name: str
+    author_email: str
+    date: str
+    text: str
+    mail: Mail = field(repr=False)
+
+
+@dataclass
+class Series:
+    subject: str
+    revision: int
+    expected: int
+    complete: bool
+    cover: Cover | None
+    patches: list[Patch]
+    change_id: str | None = None
+
+    @property
+    def message_id(self) -> str:
+        return self.cover.message_id if self.cover else self.patches[0].message_id
+
+
+def diff_text(basement: str) -> str:
+    """The diff part of what sits below a patch's ``---``."""
+    match = _DIFF_START.search(basement)
+    if not match:
+        return ""
+    text = basement[match.start():]
+    return _BINARY.sub("", text)
+
+
+def _strip_prefix(path: str | None) -> str | None:
+    if path is None or path == "/dev/null":
+        return None
+    return path[2:] if path[:2] in ("a/", "b/") else path
+
+
+def parse_diff(text: str, where: str) -> list[FileDiff]:
+    """Parse a unified diff; ``where`` names the patch in error messages."""
+    if not text.strip():
+        return []
+    try:
+        patchset = unidiff.PatchSet(text)
+    except unidiff.UnidiffParseError as exc:
+        raise InputError(f"{where}: malformed diff: {exc}") from None
+    return [_file_diff(pfile) for pfile in patchset]
+
+
+def _file_diff(pfile) -> FileDiff:
+    old_path = _strip_prefix(pfile.source_file)
+    new_path = _strip_prefix(pfile.target_file)
+    path = new_path or old_path or pfile.path
+    hunks = [_hunk(h) for h in pfile]
+    diff = FileDiff(path, old_path, new_path, pfile.is_binary_file, hunks)
+    if _C_FILE.search(path):
+        for hunk in hunks:
+            assign_functions(hunk)
+    return diff
+
+
+def _hunk(uhunk) -> Hunk:
+    header = (f"@@ -{uhunk.source_start},{uhunk.source_length}"
+              f" +{uhunk.target_start},{uhunk.target_length} @@")
+    if uhunk.section_header:
+        header += " " + uhunk.section_header
+    lines = [
+        DiffLine(line.line_type, line.value.rstrip("\n"), line.source_line_no, line.target_line_no)
+        for line in uhunk
+        if line.line_type in "+- "
+    ]
+    return Hunk(header, uhunk.section_header, uhunk.source_start, uhunk.target_start, lines)
+
+
+def assign_functions(hunk: Hunk) -> None:
+    """Give each line of ``hunk`` its enclosing function, from the hunk alone."""
+    for side in ("-", "+"):
+        lines = [ln for ln in hunk.lines if ln.kind in (" ", side)]
+        wheres = ccontext.scan_hunk_side(hunk.section, [ln.text for ln in lines])
+        for line, where in zip(lines, wheres):
+            if line.kind == side or side == "+":
+                line.function, line.scope = where.function, where.kind
+
+
+def _patch(index: int, mail: Mail) -> Patch:
+    where = f"patch {index} ({mail.msgid})"
+    return Patch(
+        index=index,
+        subject=mail.subject,
+        full_subject=mail.full_subject,
+        author_name=mail.fromname,
+        author_email=mail.fromemail,
+        date=mail.date,
+        message_id=mail.msgid,
+        message=mail.message,
+        trailers=mail.trailers + mail.followup_trailers,
+        files=parse_diff(diff_text(mail.basement), where),
+        mail=mail,
+    )
+
+
+def build(mseries: MailSeries) -> Series:
+    """The series model of what b4 threaded."""
+    cover = None
+    if mseries.cover is not None:
+        c = mseries.cover
+        cover = Cover(c.subject, c.full_subject, c.msgid, c.fromname, c.fromemail, c.date,
+                      c.message + ("\n" + c.basement if c.basement else ""), c)
+    patches = [_patch(m.counter, m) for m in mseries.patches]
+    subject = cover.subject if cover else patches[0].subject
+    return Series(subject, mseries.revision, mseries.expected, mseries.complete,
+                  cover, patches, mseries.change_id)
