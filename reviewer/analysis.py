@@ -100,6 +100,7 @@ def line_findings(rule: Rule, patch: Patch) -> list[Finding]:
                     message=_fill(rule.message, fdiff, function),
                     file=fdiff.path, line=_line_no(line), function=function,
                     excerpt=excerpt(hunk, group[0], group[-1]), hunk_header=hunk.header,
+                    related=[patch.index], trimmed=group[0] > EXCERPT_BEFORE,
                 ))
     return out
 
@@ -112,11 +113,11 @@ def _acknowledged(rules: RuleSet, patch: Patch, series: Series) -> bool:
 def series_findings(rule: Rule, series: Series, findings: list[Finding]) -> list[Finding]:
     predicate = predicates.SERIES_PREDICATES[rule.predicate]
     out = []
-    for index, detail in predicate(series, findings, rule.params):
+    for index, related in predicate(series, findings, rule.params):
         msgid = next((p.message_id for p in series.patches if p.index == index), series.message_id)
-        message = rule.message if detail is None else f"{rule.message} ({detail})"
         out.append(Finding(rule=rule.id, category=rule.category, severity=rule.severity,
-                           patch=index, message_id=msgid, message=_fill(message, None, None)))
+                           patch=index, message_id=msgid, message=_fill(rule.message, None, None),
+                           related=related))
     return out
 
 

@@ -33,6 +33,8 @@ class Finding:
     hunk_header: str | None = None
     acknowledged: bool = False
     original_severity: str | None = None
+    related: list[int] = field(default_factory=list)  # the patches concerned
+    trimmed: bool = False  # the excerpt starts after the hunk's first line
 
     def as_dict(self) -> dict:
         return {
@@ -47,4 +49,5 @@ class Finding:
             "message": self.message,
             "excerpt": list(self.excerpt),
             "acknowledged": self.acknowledged,
+            "patches": list(self.related),
         }

@@ -1,7 +1,8 @@
 """The few things a TOML rule cannot say, as named predicates.
 
 Line predicates: ``(hunk, index) -> bool`` about ``hunk.lines[index]``.
-Series predicates: ``(series, findings, params) -> [(patch, message)]``.
+Series predicates: ``(series, findings, params) -> [(patch, related patches)]``
+(patch 0 = the whole series).
 Rules name them; the engine knows nothing of what they test.
 """
 
@@ -148,14 +149,10 @@ def _abi_findings(findings: list[Finding], params: dict) -> list[Finding]:
             and severity_rank(f.original_severity or f.severity) >= severity_rank("warning")]
 
 
-def _patch_list(indexes: list[int]) -> str:
-    return ", ".join(str(i) for i in indexes)
-
-
 def unacknowledged_abi_change(series: Series, findings: list[Finding], params: dict):
     """A patch with an ABI finding whose changelog and cover letter are silent."""
     by_patch = sorted({f.patch for f in _abi_findings(findings, params) if not f.acknowledged})
-    return [(p, None) for p in by_patch]
+    return [(p, [p]) for p in by_patch]
 
 
 def _touches(series: Series, globs: list[str]) -> bool:
@@ -167,7 +164,7 @@ def untouched_files(series: Series, findings: list[Finding], params: dict):
     abi = _abi_findings(findings, params)
     if not abi or _touches(series, params["files"]):
         return []
-    return [(0, "patches " + _patch_list(sorted({f.patch for f in abi})))]
+    return [(0, sorted({f.patch for f in abi}))]
 
 
 def stable_on_abi_change(series: Series, findings: list[Finding], params: dict):
@@ -178,7 +175,7 @@ def stable_on_abi_change(series: Series, findings: list[Finding], params: dict):
     for patch in series.patches:
         tagged = any(stable.search(v) for v in patch.trailer_values("Cc"))
         if patch.index in abi and tagged:
-            hits.append((patch.index, None))
+            hits.append((patch.index, [patch.index]))
     return hits
 
 

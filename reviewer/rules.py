@@ -67,6 +67,7 @@ class Rule:
     predicate: str | None = None  # series rules
     params: dict = field(default_factory=dict)
     acknowledgeable: bool = False
+    checklist: str | None = None  # the series reply's "[ ]" item
     older_names: dict = field(default_factory=dict)
 
     @property
@@ -170,6 +171,7 @@ def _rule(table: dict, source: str) -> Rule:
         passes=examples["passes"],
         source=source,
         acknowledgeable=bool(table.get("acknowledgeable", False)),
+        checklist=table.get("checklist"),
         older_names=table.get("older_names", {}),
     )
     if "match" in table:
