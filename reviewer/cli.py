@@ -48,6 +48,23 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--dry-run", action="store_true", help="with --send: print what would be sent")
     _common(review)
 
+    check = sub.add_parser("check", help="pre-send: review commits or format-patch files before sending",
+                           epilog=EPILOG)
+    check.add_argument("inputs", nargs="*", metavar="RANGE|PATCH",
+                       help="a git range (default: the b4 prep series, else @{upstream}..HEAD) or patch files")
+    check.add_argument("--stdin", action="store_true", help="read one patch from stdin (b4 prep --check)")
+    check.add_argument("--repo", metavar="PATH", default=".", help="the kernel git tree (default: .)")
+    _common(check)
+
+    hook = sub.add_parser("install-hook", help="add kvm-review to git's sendemail-validate hook")
+    hook.add_argument("--repo", metavar="PATH", default=".")
+    hook.add_argument("--fail-on", choices=FAIL_ON, default="warning")
+    unhook = sub.add_parser("uninstall-hook", help="remove kvm-review from git's sendemail-validate hook")
+    unhook.add_argument("--repo", metavar="PATH", default=".")
+
+    sub.add_parser("bot", help="watch lore and review new series (see: kvm-review bot --help)",
+                   add_help=False).add_argument("bot_args", nargs=argparse.REMAINDER)
+
     rules = sub.add_parser("rules", help="list, explain or test the rules")
     rules.add_argument("action", choices=("list", "explain", "test"))
     rules.add_argument("rule_id", nargs="?", metavar="ID")
@@ -64,6 +81,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "rules":
         from reviewer import commands
         return commands.rules(args)
+    if args.command in ("check", "install-hook", "uninstall-hook"):
+        from reviewer import presend
+        return presend.main(args)
+    if args.command == "bot":
+        from reviewer import bot
+        return bot.main(args.bot_args)
     build_parser().print_help()
     return EXIT_INPUT
 

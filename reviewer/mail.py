@@ -203,7 +203,7 @@ def replies(review: Review, me: Identity, templates: str | None = None, reply_wh
     if rules_by_id is None:
         from reviewer import rules as rulesmod
         rules_by_id = {r.id: r for r in rulesmod.load().rules}
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     domain = me.email.rpartition("@")[2] or "localhost"
     make_msgid = make_msgid or (lambda: email.utils.make_msgid("kvm-review", domain=domain))
     env = _environment(templates)
