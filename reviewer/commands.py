@@ -43,7 +43,7 @@ def format_review(review: pipeline.Review, fmt: str, fail_on: str, args, cfg) ->
     if fmt == "json":
         return render.as_json(review)
     if fmt == "checkpatch":
-        return render.checkpatch(review)
+        return render.checkpatch(review, "info" if fail_on == "info" else "warning")
     if fmt == "b4-check":
         return render.b4_check(review, fail_on if fail_on != "never" else "error")
     if fmt == "markdown":

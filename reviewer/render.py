@@ -54,12 +54,17 @@ def as_json(review: Review) -> str:
     return json.dumps(as_dict(review), indent=2, ensure_ascii=False) + "\n"
 
 
-def checkpatch(review: Review) -> str:
-    """``FILE:LINE: WARNING: message`` lines, as editors and b4 prep read them."""
+def checkpatch(review: Review, min_severity: str = "warning") -> str:
+    """``FILE:LINE: WARNING: message`` lines, as editors and b4 prep read them.
+
+    Terse like checkpatch.pl: info findings (CHECK) only when asked for.
+    """
     out = []
     for f in review.findings:
+        if severity_rank(f.severity) < severity_rank(min_severity):
+            continue
         tag = {"error": "ERROR", "warning": "WARNING", "info": "CHECK"}[f.severity]
-        place = f"{f.file}:{f.line}" if f.file and f.line else (f.file or f"patch {f.patch}")
+        place = f"{f.file}:{f.line}" if f.file and f.line else (f.file or (f"patch {f.patch}" if f.patch else "series"))
         out.append(f"{place}: {tag}: {f.rule}: {' '.join(f.message.split())}")
     return "\n".join(out) + ("\n" if out else "")
 
