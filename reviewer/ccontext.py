@@ -44,6 +44,9 @@ _NOT_A_DEF = re.compile(r"^(if|for|while|switch|return|do|else|case|typedef|goto
 _AGGREGATE_RE = re.compile(r"^(?:typedef\s+)?(?:static\s+)?(?:const\s+)?(struct|union|enum)\b")
 _PARAM_RE = re.compile(r"^\s+[A-Za-z_][\w\s*]*(\[\w*\])?\s*(,|\)\s*;?)\s*(/\*.*\*/)?$")
 HEADER_CUT = 79
+_TYPE_WORDS = frozenset(
+    "int void char short long unsigned signed bool float double sizeof typeof __typeof__"
+    " u8 u16 u32 u64 s8 s16 s32 s64".split())
 
 
 def _strip_comment(text: str) -> str:
@@ -55,8 +58,8 @@ def definition_name(line: str) -> str | None:
     """Name of the function a column-0 line starts to define, else None.
 
     ``static int foo(struct kvm *kvm,`` -> ``foo``; prototypes that end on
-    the same line (``int foo(void);``), variables (``x = f(y)``) and
-    statements give None.
+    the same line (``int foo(void);``), variables (``x = f(y)``, arrays,
+    function pointers ``int (*op)(...)``) and statements give None.
     """
     if not line[:1].isalpha() and line[:1] != "_":
         return None
@@ -64,11 +67,37 @@ def definition_name(line: str) -> str | None:
     if code.endswith(";") or _NOT_A_DEF.match(code):
         return None
     code = _ATTR_RE.sub("", code)
-    head, paren, _ = code.partition("(")
-    if not paren or "=" in head:
+    head, paren, rest = code.partition("(")
+    if not paren or "=" in head or "[" in head or rest.lstrip().startswith("*"):
+        return None
+    if "=" in _outside_parens(code):
         return None
     match = _IDENT_BEFORE_PAREN.search(head)
-    return match.group(1) if match else None
+    if not match or match.group(1) in _TYPE_WORDS:
+        return None
+    return match.group(1)
+
+
+def _outside_parens(code: str) -> str:
+    """``code`` without what its parentheses enclose."""
+    depth, out = 0, []
+    for char in code:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth = max(depth - 1, 0)
+        elif depth == 0:
+            out.append(char)
+    return "".join(out)
+
+
+def _body_on_line(code: str) -> str | None:
+    """After a signature's closing parenthesis on this line: "open" for a
+    body that starts (``) {``), "closed" for a whole one (``) { }``)."""
+    tail = code[code.rfind(")") + 1:] if ")" in code else ""
+    if "{" not in tail:
+        return None
+    return "open" if tail.count("{") > tail.count("}") else "closed"
 
 
 def _paren_balance(text: str) -> int:

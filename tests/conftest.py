@@ -16,11 +16,21 @@ SAMPLES = ROOT / "samples"
 _apt_updated = False
 
 
+def _present(package: str, binary: str | None) -> bool:
+    if binary is None:
+        return _dpkg_has(package)
+    return os.path.exists(binary) if "/" in binary else shutil.which(binary) is not None
+
+
 def require_system(package: str, binary: str | None = None) -> None:
-    """Make sure a Debian package is installed, or skip (fail under CI)."""
+    """Make sure a Debian package is installed, or skip (fail under CI).
+
+    ``binary`` is a command on PATH or an absolute path that the package
+    provides; without it dpkg is asked.
+    """
     global _apt_updated
     probe = binary or package
-    if (binary and shutil.which(binary)) or (not binary and _dpkg_has(package)):
+    if _present(package, binary):
         return
     if os.geteuid() == 0:
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -29,7 +39,7 @@ def require_system(package: str, binary: str | None = None) -> None:
             _apt_updated = True
         proc = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
                               env=env, check=False, capture_output=True, text=True)
-        if proc.returncode == 0 and ((binary and shutil.which(binary)) or _dpkg_has(package)):
+        if proc.returncode == 0 and _present(package, binary):
             return
         reason = f"apt-get install {package} failed: {proc.stderr.strip()[-200:]}"
     else:

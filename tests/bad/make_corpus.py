@@ -86,8 +86,8 @@ def corpus() -> dict[str, bytes]:
                                                            b"\n*\tbool allow_gbpages;\n")
 
     # a GIT binary patch next to the text diff: the text part is reviewed
-    binary = (b"diff --git a/tools/testing/selftests/kvm/x86/blob.bin "
-              b"b/tools/testing/selftests/kvm/x86/blob.bin\n"
+    binary = (b"diff --git a/firmware/kvm/blob.bin "
+              b"b/firmware/kvm/blob.bin\n"
               b"new file mode 100644\n"
               b"index 0000000000000000000000000000000000000000.."
               b"0f0e5ac8e3bd4d8cd7b0e1c7e4c2b8c4d4f1a7b2\n"
@@ -165,15 +165,18 @@ def corpus() -> dict[str, bytes]:
     files["cover-with-diff.mbox"] = (ENVELOPE + cover_head + b"\n" + cover_body + b"\n"
                                      + ENVELOPE + patch_head + b"\n" + split(s05)[1])
 
-    # header injection: encoded CR/LF in Subject, a Bcc smuggled after it,
-    # and a folded Message-ID / From carrying more of the same
+    # header injection: an encoded CR/LF in the Subject, a Bcc after it;
+    # the reply must carry neither
     inj = with_header(head02, b"Subject",
                       b"=?utf-8?b?" + base64.b64encode(b"[PATCH] KVM: x86: Clear AVX-512\r\nBcc: victim@example.net"
                                                        b"\r\n\r\nInjected body") + b"?=")
-    inj = with_header(inj, b"From", b"=?utf-8?q?Evil=0D=0ABcc=3A_victim2=40example=2Enet?= <r.lindqvist@example.org>")
+    files["header-injection.mbox"] = ENVELOPE + inj + b"\n" + body02
+    # the same in address headers (From, Cc), where the stdlib refuses them
+    inj = with_header(head02, b"From", b"=?utf-8?q?Evil=0D=0ABcc=3A_victim2=40example=2Enet?= "
+                      b"<r.lindqvist@example.org>")
     inj = inj.replace(b"Cc: linux-kernel@vger.kernel.org\n",
                       b"Cc: linux-kernel@vger.kernel.org,\n =?utf-8?q?x=0D=0ABcc=3A_v3=40example=2Enet?= <v3@example.net>\n")
-    files["header-injection.mbox"] = ENVELOPE + inj + b"\n" + body02
+    files["address-injection.mbox"] = ENVELOPE + inj + b"\n" + body02
 
     # NUL bytes and control characters in headers and body
     files["nul-bytes.mbox"] = ENVELOPE + with_header(head02, b"Subject", b"[PATCH] KVM: x86: \x00Clear\x1b[31m AVX-512") \
