@@ -8,8 +8,12 @@ Nothing outside this module touches a b4 object.
 from __future__ import annotations
 
 import argparse
+import email.header
+import email.headerregistry
 import email.parser
+import email.utils
 import logging
+import re
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
@@ -83,10 +87,81 @@ def _mail(lmsg) -> Mail:
     )
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def _decoded(value: str) -> str:
+    """RFC 2047 words decoded, control characters (CR, LF...) made spaces."""
+    try:
+        text = str(email.header.make_header(email.header.decode_header(value)))
+    except Exception:  # undecodable words: keep them encoded
+        text = value
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
+def _neutral(policy, name: str, value: str) -> str:
+    """A safe text for a header the stdlib refused. In an address header the
+    display names are decoded one by one and quoted again, so that decoded
+    text never becomes structure (an extra address, a group)."""
+    if not issubclass(policy.header_factory[name], email.headerregistry.AddressHeader):
+        return _decoded(value)
+    out = []
+    for display, addr in email.utils.getaddresses([value]):
+        try:
+            out.append(str(email.headerregistry.Address(display_name=_decoded(display),
+                                                        addr_spec=_decoded(addr))))
+        except Exception:  # not an address at all: dropped
+            continue
+    return ", ".join(out)
+
+
+def neutralise_headers(msg: EmailMessage) -> None:
+    """Replace each header the stdlib refuses to parse (an encoded CR/LF in
+    an address, a malformed structured header...) by a neutral text (see
+    :func:`_neutral`), keeping header order; a header that cannot be made
+    safe is dropped."""
+    raw = list(msg.raw_items())
+    fixed = []
+    changed = False
+    for name, value in raw:
+        try:
+            str(msg.policy.header_fetch_parse(name, value))
+            fixed.append((name, value))
+            continue
+        except Exception:  # the stdlib raises many kinds on hostile headers
+            changed = True
+        try:
+            header = msg.policy.header_store_parse(name, _neutral(msg.policy, name, str(value)))
+            str(msg.policy.header_fetch_parse(*header))
+            fixed.append(header)
+        except Exception:
+            pass  # dropped: nothing safe is left of it
+    if changed:
+        for name in {n.lower() for n, _ in raw}:
+            del msg[name]
+        for name, value in fixed:
+            msg.set_raw(name, value)
+
+
+def _content(msg: EmailMessage) -> tuple[str, ...]:
+    """What two copies of one message share (whitespace aside)."""
+    payload = msg.get_payload()
+    text = payload if isinstance(payload, str) else repr(payload)
+    return tuple(str(msg.get("Subject", "")).split()) + tuple(text.split())
+
+
 def series_from_messages(msgs: list[EmailMessage], revision: int | None = None) -> MailSeries:
     """Thread ``msgs`` and return the chosen (default: latest) revision."""
     mailbox = b4.LoreMailbox()
+    seen: dict[str, EmailMessage] = {}
     for msg in msgs:
+        neutralise_headers(msg)
+        msgid = str(msg.get("Message-ID", "")).strip().strip("<>")
+        if msgid in seen:
+            if _content(seen[msgid]) != _content(msg):  # b4 would keep one, silently
+                raise InputError(f"duplicate Message-ID <{msgid}>: two different messages carry it")
+            continue  # the same message twice (an archive copy and a CC)
+        seen[msgid] = msg
         try:
             mailbox.add_message(msg)
         except ValueError as exc:  # b4 refuses some messages outright

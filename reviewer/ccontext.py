@@ -110,7 +110,14 @@ def is_label(line: str) -> bool:
 
 
 class _Machine:
-    """Tracks the enclosing function line by line."""
+    """Tracks the enclosing function line by line.
+
+    A column-0 line that looks like a definition (``foo(...``) is only a
+    candidate until its body opens: the lines from it to that point are
+    held, and settled once the candidate turns out to be a function (``{``)
+    or not (a prototype or a macro invocation: ``;``, or more column-0
+    code).
+    """
 
     def __init__(self, where: Where = AT_TOP, pending: str | None = None, paren: int = 0):
         self.where = where
@@ -118,6 +125,34 @@ class _Machine:
         self.paren = paren
         self.in_comment = False
         self.in_macro = False
+        self.out: list[Where] = []
+        self.held: list[int] = []  # indexes in out that wait on pending
+
+    def run(self, lines: list[str], at_end: Where) -> list[Where]:
+        """Where every line is; lines still held at the end get ``at_end``."""
+        for line in lines:
+            self.out.append(self.feed(line))
+            if self.pending:
+                self.held.append(len(self.out) - 1)
+        self._settle(at_end)
+        return self.out
+
+    def _settle(self, where: Where) -> None:
+        for index in self.held:
+            self.out[index] = where
+        self.held = []
+
+    def _confirm(self) -> Where:
+        """The pending definition opens its body."""
+        here = Where(FUNCTION, self.pending)
+        self._settle(here)
+        self.where, self.pending = here, None
+        return here
+
+    def _drop(self) -> None:
+        """The pending candidate was no definition."""
+        self._settle(self.where)
+        self.pending = None
 
     def _pending_where(self) -> Where:
         return Where(FUNCTION, self.pending) if self.pending else self.where
@@ -126,11 +161,11 @@ class _Machine:
         """Return where ``line`` is, and advance past it."""
         if self.in_macro:
             self.in_macro = line.rstrip().endswith("\\")
-            return self.where
+            return self._pending_where()
         if self.in_comment:
             if "*/" in line:
                 self.in_comment = False
-            return self.where
+            return self._pending_where()
         if line.startswith("#"):
             self.in_macro = line.rstrip().endswith("\\")
             return self._pending_where()
@@ -140,43 +175,56 @@ class _Machine:
         if not line[:1] or line[:1] in " \t":
             if self.pending and stripped:
                 self.paren += _paren_balance(line)
-                if self.paren <= 0 and _strip_comment(line).endswith(";"):
-                    here = self._pending_where()
-                    self.pending = None  # a prototype, not a definition
-                    return Where(TOPLEVEL) if self.where.kind != FUNCTION else here
+                code = _strip_comment(line)
+                if self.paren <= 0 and code.endswith(";"):
+                    self._drop()  # a prototype or a macro call, not a definition
+                    return self.where
+                if self.paren <= 0:
+                    body = _body_on_line(code)
+                    if body == "open":
+                        return self._confirm()
+                    if body == "closed":
+                        here = Where(FUNCTION, self.pending)
+                        self._settle(here)
+                        self.pending = None
+                        return here
             return self._pending_where()
         # column 0
         if line.startswith("{"):
             if self.pending:
-                self.where, self.pending = Where(FUNCTION, self.pending), None
+                return self._confirm()
             return self.where
         if line.startswith("}"):
+            if self.pending:
+                self._drop()
             here = self.where
-            self.where, self.pending = AT_TOP, None
+            self.where = AT_TOP
             return here
         if self.where.kind != TOPLEVEL and is_label(line):
-            return self.where
+            return self._pending_where()
         if line.startswith("/*") or line.startswith("*"):
-            return self.where
+            return self._pending_where()
+        if self.pending:
+            self._drop()
         name = definition_name(line)
         if name:
             self.where = AT_TOP
-            self.pending = name
             self.paren = _paren_balance(line)
-            if self.paren <= 0 and _strip_comment(line).endswith("{"):
-                self.where, self.pending = Where(FUNCTION, name), None
+            code = _strip_comment(_ATTR_RE.sub("", line))
+            body = _body_on_line(code) if self.paren <= 0 else None
+            if body == "open" or (self.paren <= 0 and code.endswith("{")):
+                self.where = Where(FUNCTION, name)
+            elif body is None:
+                self.pending = name
             return Where(FUNCTION, name)
         # any other column-0 code: a declaration at top level
-        if not _strip_comment(line).endswith(","):
-            self.pending = None
         self.where = AT_TOP
         return AT_TOP
 
 
 def scan_file(lines: list[str]) -> list[Where]:
     """Where every line of a whole file is (index 0 = line 1)."""
-    machine = _Machine()
-    return [machine.feed(line) for line in lines]
+    return _Machine().run(lines, AT_TOP)
 
 
 def _initial(header: str, lines: list[str]) -> _Machine:
@@ -242,5 +290,4 @@ def scan_hunk_side(header: str, lines: list[str]) -> list[Where]:
     ``lines`` are the hunk's lines as that side sees them (context and
     removed lines for the old side; context and added lines for the new).
     """
-    machine = _initial(header, lines)
-    return [machine.feed(line) for line in lines]
+    return _initial(header, lines).run(lines, NOWHERE)

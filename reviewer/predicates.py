@@ -21,6 +21,7 @@ _ERRNOS = r"-E(INVAL|2BIG|PERM|NXIO|OPNOTSUPP|BUSY|EXIST|RANGE|ACCES|NOTSUPP)\b"
 _ERR_RETURN = re.compile(r"\breturn\s+(" + _ERRNOS + r"|KVM_MSR_RET_\w+)")
 _ERR_ASSIGN = re.compile(r"\b(r|ret|err|rc)\s*=\s*" + _ERRNOS)
 _PRESET = re.compile(r"^\s*(?:r|ret|err|rc)\s*=\s*(-E\w+|\w+)\s*;")
+_RETURN_CALL = re.compile(r"^\s*return\s+[a-z_]\w*\s*\(")
 _CONDITION = re.compile(r"^\s*(if|else if)\b|^\s*(&&|\|\|)|(&&|\|\|)\s*$")
 _CLAUSE = re.compile(r"\bif\b|&&|\|\|")
 _AGGREGATE_OPEN = re.compile(r"^(?:struct|union)\s+\w+\s*\{")
@@ -133,10 +134,37 @@ def changes_error_condition(hunk: Hunk, index: int) -> bool:
         and not widens_error_condition(hunk, index)
 
 
+def _statement(hunk: Hunk, index: int, kind: str) -> str:
+    """The text of the statement starting at ``index``, on one side, to its ``;``."""
+    parts = []
+    for line in hunk.lines[index:]:
+        if line.kind not in (" ", kind):
+            continue
+        parts.append(line.text.strip())
+        if line.text.rstrip().endswith(";"):
+            break
+    return " ".join(parts)
+
+
+def widens_return(hunk: Hunk, index: int) -> bool:
+    """An added ``return <call>(...)`` that the lines it replaces did not
+    have, or that chains more conditions (``&&``/``||``) than they did."""
+    if not hunk.lines[index].added:
+        return False
+    added = _statement(hunk, index, "+")
+    replaced = [_statement(hunk, i, "-") for i in _block(hunk, index)
+                if hunk.lines[i].removed and _RETURN_CALL.match(hunk.lines[i].text)]
+    if not replaced:
+        return True
+    clauses = len(re.findall(r"&&|\|\|", added))
+    return clauses > max(len(re.findall(r"&&|\|\|", r)) for r in replaced)
+
+
 LINE_PREDICATES: dict[str, Callable[[Hunk, int], bool]] = {
     "reaches_host_writes": reaches_host_writes,
     "widens_error_condition": widens_error_condition,
     "changes_error_condition": changes_error_condition,
+    "widens_return": widens_return,
     "in_existing_struct": in_existing_struct,
     "no_padding_reuse": no_padding_reuse,
 }

@@ -36,8 +36,8 @@ def one(name: str) -> bytes:
 
 
 def with_header(head: bytes, name: bytes, value: bytes) -> bytes:
-    """Replace header ``name`` (one physical line) in ``head``."""
-    out, n = re.subn(rb"(?m)^" + name + rb": .*\n", name + b": " + value + b"\n", head)
+    """Replace header ``name`` (and its continuation lines) in ``head``."""
+    out, n = re.subn(rb"(?m)^" + name + rb": .*\n(?:[ \t].*\n)*", name + b": " + value + b"\n", head)
     assert n == 1, name
     return out
 
@@ -144,6 +144,8 @@ def corpus() -> dict[str, bytes]:
                                                       b"".join(hunks) + b"diff --git a/arch/x86/kvm/cpuid.c")
 
     s04 = sample("04-check-cpuid-einval.mbox")
+    # a series cut inside the headers of its last message
+    files["truncated-series.mbox"] = s04[:s04.index(b"Subject: [PATCH 2/2]")]
     files["series-3-of-2.mbox"] = s04.replace(b"Subject: [PATCH 2/2]", b"Subject: [PATCH 3/2]")
 
     # two different patches under one Message-ID
