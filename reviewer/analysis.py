@@ -61,7 +61,7 @@ def _anchor(side: str, hunk: Hunk, indexes: list[int]) -> int | None:
         return removed[0] if removed and not added else None
     if side == "modified":
         return added[0] if added and removed else None
-    return indexes[0]
+    return (added or removed)[0]
 
 
 def excerpt(hunk: Hunk, first: int, last: int) -> list[str]:

@@ -51,6 +51,8 @@ def split_mbox(data: bytes) -> list[bytes]:
         return [data]
     starts = [m.start() for m in _MBOX_FROM.finditer(data)
               if m.start() == 0 or data.endswith((b"\n\n", b"\r\n\r\n"), 0, m.start())]
+    if not starts:  # "From " and no line end: not an mbox, one (bad) message
+        return [data]
     chunks = []
     for start, end in zip(starts, starts[1:] + [len(data)]):
         chunk = data[start:end]
