@@ -248,3 +248,74 @@ def plan(lines: list[str], tags: list[Tag], round_no: int) -> dict[int, Edit]:
             elif not line.rstrip().endswith("\\") and not nxt.startswith("#"):
                 p.add_comment(i, top=i not in inside or not nxt.startswith("\t"))
     return p.edits
+
+
+# ---------------------------------------------------------------- the series
+
+ROUNDS = 3
+
+
+@dataclass
+class Built:
+    """The edited versions of every file, their ctags, and the mails."""
+
+    files: list[str]
+    versions: list[dict[str, list[str]]]  # versions[0] = the real tree
+    tags: list[dict[str, list[Tag]]]
+    repo: Path
+    patches: dict[str, Path]  # "cpp" / "default" -> directory of .patch files
+
+    def answer(self, version: int, path: str) -> list[str | None]:
+        return oracle(path, self.tags[version][path], len(self.versions[version][path]))
+
+
+def git_env(home: Path) -> dict[str, str]:
+    stamp = "2025-06-02T10:00:00+0000"
+    return {"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_AUTHOR_NAME": "Dev Eloper",
+            "GIT_AUTHOR_EMAIL": "dev@example.com", "GIT_COMMITTER_NAME": "Dev Eloper",
+            "GIT_COMMITTER_EMAIL": "dev@example.com", "GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp,
+            "LC_ALL": "C"}
+
+
+def _write(root: Path, files: dict[str, list[str]]) -> None:
+    for path, lines in files.items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("\n".join(lines), encoding="utf-8")
+
+
+def build(tree: Path, work: Path, subdir: str = "arch/x86/kvm") -> Built:
+    files = sorted(str(p.relative_to(tree)) for p in (tree / subdir).rglob("*.c"))
+    versions = [{f: (tree / f).read_text(encoding="utf-8").split("\n") for f in files}]
+    tags = [ctags_functions(tree, files)]
+    for round_no in range(1, ROUNDS + 1):
+        current = {f: apply_edits(versions[-1][f], plan(versions[-1][f], tags[-1][f], round_no)) for f in files}
+        vdir = work / f"v{round_no}"
+        _write(vdir, current)
+        versions.append(current)
+        tags.append(ctags_functions(vdir, files))
+    repo = work / "repo"
+    env = git_env(work)
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True,
+                              text=True).stdout
+
+    repo.mkdir()
+    git("init", "-q", "-b", "master")
+    for number, version in enumerate(versions):
+        _write(repo, version)
+        git("add", "-A")
+        subject = "base: the real 6.12 files" if number == 0 else f"KVM: x86: kvm-review edit round {number}"
+        git("commit", "-q", "-m", subject, "-m", f"Deterministic edits, round {number}.\n\n"
+            "Signed-off-by: Dev Eloper <dev@example.com>")
+    patches = {}
+    attributes = repo / ".git" / "info" / "attributes"
+    for driver in ("cpp", "default"):
+        attributes.parent.mkdir(exist_ok=True)
+        attributes.write_text("*.c diff=cpp\n*.h diff=cpp\n" if driver == "cpp" else "")
+        out = work / f"patches-{driver}"
+        git("format-patch", "-q", "--thread", "-o", str(out), "HEAD~%d" % ROUNDS)
+        patches[driver] = out
+    return Built(files, versions, tags, repo, patches)

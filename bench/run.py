@@ -1,0 +1,275 @@
+"""kvm-review benchmark: end-to-end wall time, peak RSS, start-up, checkpatch.pl side by side.
+
+Run with ``make bench`` or ``python bench/run.py [--quick] [--checkpatch PATH] ...``.
+Every figure is a fresh ``kvm-review`` process, timed from spawn to exit; peak RSS
+is that child's own ``ru_maxrss`` (``os.wait4``). See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import generate  # noqa: E402
+
+TARGETS = {
+    "startup_s": 0.15,
+    "series_10_s": 0.4,
+    "series_500_s": 3.0,
+    "rss_500_mb": 120,
+    "checkpatch_ratio": 10.0,
+}
+_SPLIT = re.compile(r"^From \S+ (?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [^\n]*\n", re.M)
+_CHANGED = re.compile(r"^[+-](?![+-]{2} )", re.M)
+
+
+def kvm_review_cmd() -> list[str]:
+    exe = Path(sys.executable).parent / "kvm-review"
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("kvm-review")
+    return [found] if found else [sys.executable, "-m", "reviewer"]
+
+
+def timed(cmd: list[str], ok=(0, 1)) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one fresh child, output discarded."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in ok:
+        raise SystemExit(f"{' '.join(cmd)}: exit {proc.returncode}: {err.decode(errors='replace').strip()[-500:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def measure(cmd: list[str], runs: int, ok=(0, 1)) -> dict:
+    samples = [timed(cmd, ok) for _ in range(runs)]
+    walls = [w for w, _ in samples]
+    return {"median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),
+            "runs": runs, "rss_mb": max(r for _, r in samples)}
+
+
+def split_messages(mbox: str) -> list[str]:
+    return [m for m in _SPLIT.split(mbox) if m.strip()]
+
+
+def count(mbox: str) -> tuple[int, int]:
+    """(patches, changed lines) of an mbox: messages with a diff, +/- lines of the diffs."""
+    patches = changed = 0
+    for msg in split_messages(mbox):
+        at = msg.find("\ndiff --git ")
+        if at < 0:
+            continue
+        patches += 1
+        diff = msg[at:].split("\n-- \n", 1)[0]
+        changed += len(_CHANGED.findall(diff))
+    return patches, changed
+
+
+def patch_files(mbox: Path, out: Path) -> list[Path]:
+    """One file per patch (cover letter left out), as checkpatch.pl is run on format-patch output."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i, msg in enumerate(split_messages(mbox.read_text(encoding="utf-8", errors="replace"))):
+        if "\ndiff --git " not in msg:
+            continue
+        path = out / f"{i:04d}.patch"
+        path.write_text(msg, encoding="utf-8")
+        files.append(path)
+    return files
+
+
+def build_inputs(args, work: Path, log) -> tuple[list[dict], object]:
+    tree = None
+    if not args.generated:
+        import realtree
+        tree = realtree.find_tree(args.kernel_tree, args.install, log)
+    inputs = []
+    for n in args.sizes:
+        if tree is not None:
+            import realtree
+            t0 = time.perf_counter()
+            path = realtree.build_series(tree, n, work)
+            log(f"built real-tree series of {n} patches in {time.perf_counter() - t0:.1f} s")
+            kind = "real"
+        else:
+            path = work / f"gen-{n}.mbox"
+            path.write_text(generate.series(n).mbox, encoding="utf-8")
+            kind = "generated"
+        inputs.append({"name": f"{kind}-{n}", "path": path, "kind": kind, "size": n})
+    if not args.no_samples:
+        for path in sorted((ROOT / "samples").glob("*.mbox")):
+            inputs.append({"name": path.stem, "path": path, "kind": "sample", "size": None})
+    for item in inputs:
+        item["patches"], item["changed_lines"] = count(item["path"].read_text(encoding="utf-8", errors="replace"))
+    return inputs, tree
+
+
+def linearity(rows: list[dict], startup: float) -> dict | None:
+    """Cost per changed line between successive sizes, start-up taken out: linear if they agree within 1.5x."""
+    sized = sorted((r for r in rows if r["kind"] != "sample"), key=lambda r: r["changed_lines"])
+    if len(sized) < 2:
+        return None
+    steps = []
+    for a, b in zip(sized, sized[1:]):
+        dl = b["changed_lines"] - a["changed_lines"]
+        if dl > 0:
+            steps.append({"from": a["name"], "to": b["name"],
+                          "us_per_line": 1e6 * (b["review"]["median_s"] - a["review"]["median_s"]) / dl})
+    per_line = [1e6 * (r["review"]["median_s"] - startup) / r["changed_lines"] for r in sized if r["changed_lines"]]
+    costs = [s["us_per_line"] for s in steps]
+    spread = max(costs) / min(costs) if costs and min(costs) > 0 else None
+    return {"marginal": steps, "us_per_line_net_of_startup": per_line, "spread": spread,
+            "linear": spread is not None and spread <= 1.5}
+
+
+def run_checkpatch(script: str, files: list[Path], runs: int) -> dict:
+    cmd = ["perl", script, "--no-tree", "-q", *map(str, files)]
+    return measure(cmd, runs, ok=range(0, 256))
+
+
+def fmt(x, spec=".3f", none="-"):
+    return none if x is None else format(x, spec)
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "MISS")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpatch", metavar="PATH", help="scripts/checkpatch.pl of a kernel tree "
+                    "(default: the one in the kernel tree, when there is one)")
+    ap.add_argument("--kernel-tree", metavar="PATH", help="build the series from edits to this tree's arch/x86/kvm")
+    ap.add_argument("--install", action="store_true", help="as root, apt-get install linux-source-6.12 if missing")
+    ap.add_argument("--generated", action="store_true", help="use the generator even when a kernel tree is there")
+    ap.add_argument("--runs", type=int, default=5, help="runs per measurement (median, min, max; default 5)")
+    ap.add_argument("--checkpatch-runs", type=int, default=1, help="runs of checkpatch.pl per series (default 1)")
+    ap.add_argument("--sizes", default="10,100,500", help="series sizes in patches (default 10,100,500)")
+    ap.add_argument("--no-samples", action="store_true", help="leave out samples/*.mbox")
+    ap.add_argument("--json", default=str(HERE / "results" / "latest.json"), metavar="OUT",
+                    help="write the figures here (default bench/results/latest.json)")
+    ap.add_argument("--quick", action="store_true", help="1 run, sizes 10,100, no checkpatch: a smoke test")
+    ap.add_argument("--bot", action="store_true", help="measure bot triage (needs reviewer/bot.py: not there yet)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.runs, args.sizes = 1, "10,100"
+    args.sizes = [int(s) for s in args.sizes.split(",") if s]
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    if args.bot and not (ROOT / "reviewer" / "bot.py").exists():
+        log("--bot: reviewer/bot.py does not exist yet; bot throughput is a TODO (bench/README.md)")
+        return 2
+
+    cmd = kvm_review_cmd()
+    work = Path(tempfile.mkdtemp(prefix="kvm-bench-"))
+    try:
+        inputs, tree = build_inputs(args, work, log)
+        checkpatch = args.checkpatch
+        if checkpatch is None and tree is not None and not args.quick:
+            import realtree
+            found = realtree.checkpatch_of(tree)
+            checkpatch = str(found) if found else None
+        if checkpatch and not Path(checkpatch).is_file():
+            raise SystemExit(f"--checkpatch {checkpatch}: no such file")
+
+        log("measuring start-up (kvm-review --version)...")
+        measure(cmd + ["--version"], 1, ok=(0,))  # warm the page cache
+        startup = measure(cmd + ["--version"], max(args.runs, 5), ok=(0,))
+        rows = []
+        for item in inputs:
+            log(f"measuring {item['name']} ({item['patches']} patches, {item['changed_lines']} changed lines)...")
+            review = measure(cmd + ["review", str(item["path"]), "--format", "json"], args.runs)
+            row = {k: (str(v) if isinstance(v, Path) else v) for k, v in item.items()}
+            row["review"] = review
+            row["ms_per_patch"] = 1e3 * review["median_s"] / max(1, item["patches"])
+            row["us_per_line"] = 1e6 * review["median_s"] / max(1, item["changed_lines"])
+            if checkpatch and item["kind"] != "sample":
+                files = patch_files(item["path"], work / f"cp-{item['name']}")
+                log(f"  checkpatch.pl --no-tree -q on {len(files)} patches...")
+                cp = run_checkpatch(checkpatch, files, args.checkpatch_runs)
+                row["checkpatch"] = cp
+                row["checkpatch_ms_per_patch"] = 1e3 * cp["median_s"] / max(1, len(files))
+                row["ratio"] = cp["median_s"] / review["median_s"]
+            rows.append(row)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    lin = linearity(rows, startup["median_s"])
+    by_size = {r["size"]: r for r in rows if r["kind"] != "sample"}
+    s10, s500 = by_size.get(10), by_size.get(500)
+    ratios = [r["ratio"] for r in rows if "ratio" in r]
+    checks = {
+        "startup <= 0.15 s": startup["median_s"] <= TARGETS["startup_s"],
+        "10 patches <= 0.4 s": None if not s10 else s10["review"]["median_s"] <= TARGETS["series_10_s"],
+        "500 patches <= 3 s": None if not s500 else s500["review"]["median_s"] <= TARGETS["series_500_s"],
+        "linear in changed lines": None if not lin else lin["linear"],
+        "peak RSS <= 120 MB at 500": None if not s500 else s500["review"]["rss_mb"] <= TARGETS["rss_500_mb"],
+        ">= 10x faster than checkpatch": None if not ratios else min(ratios) >= TARGETS["checkpatch_ratio"],
+    }
+
+    print(f"\nkvm-review benchmark - {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"{len(inputs)} inputs, {args.runs} runs each; series from "
+          f"{tree.source if tree else 'the in-process generator'}")
+    print(f"start-up (--version): median {startup['median_s']:.3f} s (min {startup['min_s']:.3f}, "
+          f"max {startup['max_s']:.3f}), {startup['rss_mb']:.0f} MB\n")
+    head = (f"{'input':24} {'patches':>7} {'lines':>6} {'median s':>9} {'min':>6} {'max':>6} {'ms/patch':>8} "
+            f"{'us/line':>7} {'RSS MB':>6} {'cp s':>6} {'cp ms/p':>7} {'ratio':>6}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        rv = r["review"]
+        print(f"{r['name']:24} {r['patches']:>7} {r['changed_lines']:>6} {rv['median_s']:>9.3f} {rv['min_s']:>6.3f} "
+              f"{rv['max_s']:>6.3f} {r['ms_per_patch']:>8.1f} {r['us_per_line']:>7.1f} {rv['rss_mb']:>6.0f} "
+              f"{fmt(r.get('checkpatch', {}).get('median_s'), '.2f'):>6} "
+              f"{fmt(r.get('checkpatch_ms_per_patch'), '.1f'):>7} {fmt(r.get('ratio'), '.1f'):>6}")
+    if lin:
+        print("\ncost per changed line between sizes (start-up cancels out): "
+              + ", ".join(f"{s['from']}->{s['to']} {s['us_per_line']:.1f} us" for s in lin["marginal"])
+              + f"; spread {fmt(lin['spread'], '.2f')}x")
+    if not checkpatch:
+        print("\ncheckpatch.pl: not measured (--quick, or no --checkpatch and no kernel tree; see bench/README.md)")
+    print("\ntargets (2-core machine):")
+    for name, ok in checks.items():
+        print(f"  {verdict(ok):4}  {name}")
+    if args.bot:
+        print("\nbot: not measured yet (TODO, bench/README.md)")
+
+    result = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                 text=True).stdout.strip() or None,
+        "series_source": tree.source if tree else "generator",
+        "checkpatch": checkpatch,
+        "runs": args.runs,
+        "startup": startup,
+        "inputs": rows,
+        "linearity": lin,
+        "targets": TARGETS,
+        "checks": checks,
+    }
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"\nfigures written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
