@@ -12,6 +12,7 @@ from reviewer.series import DiffLine, FileDiff, Hunk, Patch, Series
 MAX_LINE = 1000  # rules see at most this much of a line
 FOLLOW_WINDOW = 4
 EXCERPT_BEFORE = 3
+EXCERPT_AFTER_MAX = 4  # lines to finish a statement split over several
 
 
 def _follows(matcher: Matcher, hunk: Hunk, index: int) -> bool:
@@ -65,9 +66,14 @@ def _anchor(side: str, hunk: Hunk, indexes: list[int]) -> int | None:
 
 
 def excerpt(hunk: Hunk, first: int, last: int) -> list[str]:
-    """The hunk lines around a finding, as a diff shows them."""
+    """The hunk lines around a finding, as a diff shows them: a little
+    context before, and through the end of the last statement."""
     start = max(0, first - EXCERPT_BEFORE)
-    return [ln.kind + ln.text for ln in hunk.lines[start:last + 1]]
+    end = last
+    while end + 1 < len(hunk.lines) and end - last < EXCERPT_AFTER_MAX \
+            and not hunk.lines[end].text.rstrip().endswith((";", "{", "}")):
+        end += 1
+    return [ln.kind + ln.text for ln in hunk.lines[start:end + 1]]
 
 
 def _line_no(line: DiffLine) -> int | None:

@@ -166,21 +166,28 @@ def series_from_messages(msgs: list[EmailMessage], revision: int | None = None) 
             mailbox.add_message(msg)
         except ValueError as exc:  # b4 refuses some messages outright
             raise InputError(f"cannot read a message: {exc}") from None
-    lser = mailbox.get_series(revision=revision, codereview_trailers=False)
-    if lser is None:
-        raise InputError("no patches found in the input")
-    patches = [p for p in lser.patches[1:] if p is not None]
-    if not patches:
-        raise InputError("no patches found in the input")
-    cover = lser.patches[0] if lser.has_cover else None
-    return MailSeries(
-        revision=lser.revision,
-        expected=lser.expected,
-        complete=lser.complete,
-        cover=_mail(cover) if cover is not None else None,
-        patches=[_mail(p) for p in patches],
-        change_id=lser.change_id,
-    )
+    # b4 looks up code-review trailers on lore from inside get_series (a
+    # partial reroll asks for the previous revision with its defaults): the
+    # input alone decides the series, and its content never triggers a query
+    network, b4.can_network = b4.can_network, False
+    try:
+        lser = mailbox.get_series(revision=revision, codereview_trailers=False)
+        if lser is None:
+            raise InputError("no patches found in the input")
+        patches = [p for p in lser.patches[1:] if p is not None]
+        if not patches:
+            raise InputError("no patches found in the input")
+        cover = lser.patches[0] if lser.has_cover else None
+        return MailSeries(
+            revision=lser.revision,
+            expected=lser.expected,
+            complete=lser.complete,
+            cover=_mail(cover) if cover is not None else None,
+            patches=[_mail(p) for p in patches],
+            change_id=lser.change_id,
+        )
+    finally:
+        b4.can_network = network
 
 
 def fetch_thread(msgid: str, nocache: bool) -> list[EmailMessage]:
@@ -192,3 +199,30 @@ def fetch_thread(msgid: str, nocache: bool) -> list[EmailMessage]:
     if not msgs:
         raise InputError(f"cannot fetch {msgid}: not found on the lore server")
     return list(msgs)
+
+
+# --- for fetching from lore and for the bot (appended; the functions above are unchanged) ---
+
+
+@dataclass(frozen=True)
+class SubjectInfo:
+    """What a ``[PATCH vN M/N]`` subject says, as b4 reads it."""
+
+    subject: str  # without the prefixes
+    revision: int
+    counter: int
+    expected: int
+    patch: bool  # a [PATCH ...] (or RFC) prefix
+    reply: bool  # Re: ...
+
+
+def parse_subject(subject: str) -> SubjectInfo:
+    lsub = b4.LoreSubject(subject or "")
+    return SubjectInfo(subject=lsub.subject, revision=int(lsub.revision or 1), counter=int(lsub.counter or 0),
+                       expected=int(lsub.expected or 1), patch=bool(lsub.patch), reply=bool(lsub.reply))
+
+
+def use_session(session) -> None:
+    """Send b4's lore requests through ``session`` (rate limit, retries,
+    User-Agent). Call after :func:`configure`: that drops b4's lore node."""
+    b4.get_lore_node().set_requests_session(session)

@@ -42,7 +42,8 @@ _IDENT_BEFORE_PAREN = re.compile(r"([A-Za-z_]\w*)\s*$")
 _LABEL_RE = re.compile(r"^[A-Za-z_]\w*:(?!:)\s*(/[/*].*)?$")
 _NOT_A_DEF = re.compile(r"^(if|for|while|switch|return|do|else|case|typedef|goto)\b")
 _AGGREGATE_RE = re.compile(r"^(?:typedef\s+)?(?:static\s+)?(?:const\s+)?(struct|union|enum)\b")
-_PARAM_RE = re.compile(r"^\s+[A-Za-z_][\w\s*]*(\[\w*\])?\s*(,|\)\s*;?)\s*(/\*.*\*/)?$")
+# a parameter declaration: a type and a name (``struct kvm *kvm,``, ``u32 msr)``)
+_PARAM_RE = re.compile(r"^\s+(?:[A-Za-z_]\w*[\s*]+)+[A-Za-z_]\w*(\[\w*\])?\s*(,|\)\s*;?)\s*(/\*.*\*/)?$")
 HEADER_CUT = 79
 _TYPE_WORDS = frozenset(
     "int void char short long unsigned signed bool float double sizeof typeof __typeof__"
@@ -275,8 +276,8 @@ def _decides(line: str) -> str | None:
     FUNCTION: we are inside it; TOPLEVEL: it ended before this line;
     UNKNOWN: a macro body; None: cannot tell (blank, preprocessor).
     """
-    if not line.strip() or line.startswith("#"):
-        return None
+    if not line.strip() or line.startswith(("#", "/*", "*", " *")):
+        return None  # blank, preprocessor, a comment at column 0
     if line[:1] == "\t" or (line[:1] == " " and not line.lstrip().startswith("*")):
         return UNKNOWN if line.rstrip().endswith("\\") else FUNCTION
     if line[:1] in "}{" or is_label(line):

@@ -48,9 +48,10 @@ def _recipients(msg) -> list[str]:
     return [addr for _, addr in getaddresses(msg.get_all("To", []) + msg.get_all("Cc", [])) if addr]
 
 
-def send(replies, settings: SmtpSettings, dry_run: bool = True, out=sys.stderr) -> list[str]:
+def send(replies, settings: SmtpSettings, dry_run: bool = True, out=None) -> list[str]:
     """Send each reply; returns the Message-IDs sent. Dry run prints instead."""
     sent = []
+    out = out or sys.stderr
     if dry_run:
         for reply in replies:
             print(f"dry run: would send {reply.msg['Message-ID']} to {', '.join(_recipients(reply.msg))} "

@@ -129,8 +129,12 @@ def _patches(indexes: list[int], total: int) -> str:
 
 
 def checklist(review: Review, rules_by_id: dict) -> list[dict]:
+    """One "[ ]" item per distinct rule checklist text, weightiest first."""
+    order = {rule_id: i for i, rule_id in enumerate(rules_by_id)}
     items: dict[str, list[int]] = {}
-    for f in review.findings:
+    ranked = sorted(review.findings, key=lambda f: (-severity_rank(f.original_severity or f.severity),
+                                                    order.get(f.rule, len(order))))
+    for f in ranked:
         text = rules_by_id[f.rule].checklist if f.rule in rules_by_id else None
         if text:
             items.setdefault(text, []).extend(f.related or [f.patch])
@@ -214,6 +218,16 @@ def replies(review: Review, me: Identity, templates: str | None = None, reply_wh
     items = checklist(Review(series, shown), rules_by_id)
     common = {"tool": "kvm-review", "version": __version__}
     out: list[Reply] = []
+    if series.cover is not None:
+        cover = series.cover
+        context = dict(common, date=_date(cover.date), author=clean(cover.author_name or cover.author_email),
+                       quoted_subject=clean(cover.full_subject), checklist=items,
+                       rules=sorted({f.rule for f in shown if f.patch == 0}))
+        body = _render(env, "series_reply.txt.j2", context)
+        msg = _headers(cover.mail.msg, (cover.author_name, cover.author_email),
+                       cover.mail.msg.get("Subject", cover.full_subject), me, now, make_msgid)
+        _body(msg, body)
+        out.append(Reply(0, msg))
     for patch in series.patches:
         line_findings = [f for f in shown if f.patch == patch.index and f.file]
         carries_checklist = series.cover is None and patch is series.patches[0]
@@ -225,16 +239,6 @@ def replies(review: Review, me: Identity, templates: str | None = None, reply_wh
                        rules=sorted({f.rule for f in line_findings}))
         body = _render(env, "patch_reply.txt.j2", context)
         out.append(Reply(patch.index, _message(patch, body, me, now, make_msgid)))
-    if series.cover is not None:
-        cover = series.cover
-        context = dict(common, date=_date(cover.date), author=clean(cover.author_name or cover.author_email),
-                       quoted_subject=clean(cover.full_subject), checklist=items,
-                       rules=sorted({f.rule for f in shown if f.patch == 0}))
-        body = _render(env, "series_reply.txt.j2", context)
-        msg = _headers(cover.mail.msg, (cover.author_name, cover.author_email),
-                       cover.mail.msg.get("Subject", cover.full_subject), me, now, make_msgid)
-        _body(msg, body)
-        out.insert(0, Reply(0, msg))
     return out
 
 

@@ -29,6 +29,7 @@ def messages_for(inputs: list[str], repo: str | None = None, lore: str | None = 
             raise InputError("--repo takes exactly one git range (A..B)")
         return sources.from_git(repo, inputs[0])
     msgs: list[EmailMessage] = []
+    session = None
     for arg in inputs:
         remote = None if arg == "-" else sources.parse_remote(arg)
         if remote is None:
@@ -36,6 +37,10 @@ def messages_for(inputs: list[str], repo: str | None = None, lore: str | None = 
             continue
         base = lore or remote.base_url
         b4glue.configure({"b4.midmask": f"{base}/%s"} if base else {}, network=True)
+        if session is None:  # rate limit, bounded retries, one line on failure
+            from reviewer import lore
+            session = lore.PoliteSession(lore.Policy.from_env())
+        b4glue.use_session(session)
         msgs += b4glue.fetch_thread(remote.msgid, nocache)
     return msgs
 

@@ -76,6 +76,7 @@ def _messages(data: bytes, name: str) -> list[EmailMessage]:
         msg = b4glue.parse_bytes(raw)
         if msg.defects and not msg.keys():
             raise InputError(f"{name}: cannot parse mail headers")
+        b4glue.neutralise_headers(msg)
         _ensure_ids(msg, raw)
         msgs.append(msg)
     return msgs
@@ -83,8 +84,9 @@ def _messages(data: bytes, name: str) -> list[EmailMessage]:
 
 def _ensure_ids(msg: EmailMessage, raw: bytes) -> None:
     """git format-patch output has no Message-ID: give it a stable one."""
-    if not msg.get("Message-ID"):
+    if not str(msg.get("Message-ID", "")).strip("<> \t"):
         digest = hashlib.sha1(raw).hexdigest()[:20]
+        del msg["Message-ID"]  # an empty one may be there
         msg["Message-ID"] = f"<{digest}@kvm-review.local>"
     if msg.get("Subject") is None:
         msg["Subject"] = "(no subject)"

@@ -185,3 +185,22 @@ def test_hook_makes_git_send_email_refuse(kernel, tmp_path):
                             env=_env(tmp_path))
     assert passed.returncode == 0, passed.stderr
     assert "Dry-Sent" in passed.stdout + passed.stderr
+
+
+def test_b4_review_perpatch_check_reads_our_json(kernel):
+    """b4 0.16's review-perpatch-check-cmd runner, in process (b4 review is a
+    TUI): it pipes one patch to us and parses our b4-check JSON."""
+    from b4.review import checks
+
+    from reviewer import sources
+    from tests.conftest import SAMPLES
+
+    msg = sources.from_path(str(SAMPLES / "04-check-cpuid-einval.mbox"))[1]
+    cmd = f"{BIN / 'kvm-review'} check --stdin --format b4-check"
+    results = checks.run_perpatch_checks([("id", msg)], [cmd], str(kernel))
+    assert results == {"id": [{
+        "tool": "kvm-review", "status": "fail", "summary": "2 warnings, 2 infos",
+        "url": "https://docs.kernel.org/virt/kvm/api.html",
+        "details": results["id"][0]["details"]}]}
+    assert "arch/x86/kvm/cpuid.c:167 (kvm_check_cpuid()): warning: userspace-reject-added" in \
+        results["id"][0]["details"]

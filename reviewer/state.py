@@ -1,0 +1,205 @@
+"""The bot's memory: SQLite (stdlib), WAL, one transaction per step.
+
+- ``messages``: every Message-ID seen in search results, and the series it
+  was reviewed as (NULL until then).
+- ``series``: one row per series revision, keyed by its first message
+  (cover letter or patch 1) and revision; ``key`` is the change-id, else
+  author + subject, to find earlier revisions. Status ``waiting`` (not
+  complete yet), ``reviewed``, ``skipped`` (nothing to review).
+- ``deliveries``: one row per reply / check, with its Message-ID and the
+  exact bytes to send. ``pending`` -> ``sending`` (committed before the
+  send) -> ``sent`` (committed after). A row left in ``sending`` by a crash
+  may or may not have gone out: it is reported, never resent.
+
+A review and all its deliveries are recorded in one transaction, so a crash
+leaves either nothing (the series is reviewed again) or every delivery
+``pending`` (each is sent once on restart).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from reviewer.errors import InputError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    msgid TEXT PRIMARY KEY,
+    list TEXT NOT NULL DEFAULT '',
+    subject TEXT NOT NULL DEFAULT '',
+    author TEXT NOT NULL DEFAULT '',
+    in_reply_to TEXT,
+    first_seen REAL NOT NULL,
+    series_id INTEGER REFERENCES series(id)
+);
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    root TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    list TEXT NOT NULL DEFAULT '',
+    subject TEXT NOT NULL DEFAULT '',
+    author TEXT NOT NULL DEFAULT '',
+    change_id TEXT,
+    expected INTEGER NOT NULL DEFAULT 0,
+    complete INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    updated REAL NOT NULL,
+    findings TEXT,
+    comparison TEXT,
+    UNIQUE (root, revision)
+);
+CREATE INDEX IF NOT EXISTS series_key ON series (key, revision);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY,
+    series_id INTEGER NOT NULL REFERENCES series(id),
+    channel TEXT NOT NULL,
+    msgid TEXT NOT NULL,
+    target TEXT NOT NULL DEFAULT '',
+    payload BLOB,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    updated REAL NOT NULL,
+    UNIQUE (channel, msgid)
+);
+"""
+
+DONE = ("reviewed", "skipped")
+
+
+class State:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise InputError(f"{path}: cannot open the bot's state: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def tx(self):
+        """One transaction: all or nothing."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # --- messages -------------------------------------------------------
+    def see(self, entries) -> int:
+        """Record search results; returns how many were new."""
+        now = time.time()
+        new = 0
+        with self.tx() as db:
+            for e in entries:
+                cur = db.execute("INSERT OR IGNORE INTO messages (msgid, list, subject, author, in_reply_to, "
+                                 "first_seen) VALUES (?, ?, ?, ?, ?, ?)",
+                                 (e.msgid, e.list, e.subject, e.email, e.in_reply_to, now))
+                new += cur.rowcount
+        return new
+
+    def message(self, msgid: str):
+        return self.db.execute("SELECT * FROM messages WHERE msgid = ?", (msgid,)).fetchone()
+
+    def first_seen(self, msgids) -> float:
+        marks = ",".join("?" * len(msgids))
+        row = self.db.execute(f"SELECT MIN(first_seen) FROM messages WHERE msgid IN ({marks})",
+                              list(msgids)).fetchone()
+        return row[0] if row and row[0] is not None else time.time()
+
+    def unassigned(self, msgids) -> list[str]:
+        """Those of ``msgids`` not yet part of a finished series."""
+        out = []
+        for msgid in msgids:
+            row = self.db.execute("SELECT m.series_id, s.status FROM messages m LEFT JOIN series s "
+                                  "ON s.id = m.series_id WHERE m.msgid = ?", (msgid,)).fetchone()
+            if row is None or row["series_id"] is None or row["status"] not in DONE:
+                out.append(msgid)
+        return out
+
+    # --- series ---------------------------------------------------------
+    def series(self, root: str, revision: int):
+        return self.db.execute("SELECT * FROM series WHERE root = ? AND revision = ?", (root, revision)).fetchone()
+
+    def wait(self, info: dict) -> None:
+        """A series seen but not complete yet."""
+        now = time.time()
+        with self.tx() as db:
+            db.execute("INSERT INTO series (root, revision, key, list, subject, author, change_id, expected, "
+                       "complete, status, first_seen, updated) VALUES (:root, :revision, :key, :list, :subject, "
+                       ":author, :change_id, :expected, 0, 'waiting', :first_seen, :now) "
+                       "ON CONFLICT (root, revision) DO UPDATE SET updated = :now",
+                       dict(info, now=now))
+
+    def finish(self, info: dict, status: str, msgids, findings: list[dict], comparison: dict | None,
+               deliveries: list[dict]) -> int:
+        """The review and every delivery it calls for, in one transaction."""
+        now = time.time()
+        with self.tx() as db:
+            db.execute("INSERT INTO series (root, revision, key, list, subject, author, change_id, expected, "
+                       "complete, status, first_seen, updated, findings, comparison) VALUES (:root, :revision, "
+                       ":key, :list, :subject, :author, :change_id, :expected, :complete, :status, :first_seen, "
+                       ":now, :findings, :comparison) ON CONFLICT (root, revision) DO UPDATE SET "
+                       "status = :status, complete = :complete, change_id = :change_id, updated = :now, "
+                       "findings = :findings, comparison = :comparison, key = :key",
+                       dict(info, status=status, now=now, findings=json.dumps(findings),
+                            comparison=json.dumps(comparison) if comparison is not None else None))
+            sid = db.execute("SELECT id FROM series WHERE root = ? AND revision = ?",
+                             (info["root"], info["revision"])).fetchone()[0]
+            for msgid in msgids:
+                db.execute("INSERT INTO messages (msgid, list, first_seen, series_id) VALUES (?, ?, ?, ?) "
+                           "ON CONFLICT (msgid) DO UPDATE SET series_id = excluded.series_id",
+                           (msgid, info.get("list", ""), now, sid))
+            for d in deliveries:
+                db.execute("INSERT OR IGNORE INTO deliveries (series_id, channel, msgid, target, payload, status, "
+                           "updated) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                           (sid, d["channel"], d["msgid"], d.get("target", ""), d.get("payload"), now))
+        return sid
+
+    def earlier(self, key: str, revision: int, thread_msgids) -> sqlite3.Row | None:
+        """The latest reviewed revision before ``revision`` of the same series:
+        same change-id / author+subject, or a root in the same thread."""
+        msgids = list(thread_msgids)
+        marks = ",".join("?" * len(msgids)) or "''"
+        return self.db.execute(
+            f"SELECT * FROM series WHERE status = 'reviewed' AND revision < ? AND (key = ? OR root IN ({marks})) "
+            "ORDER BY revision DESC, updated DESC LIMIT 1", [revision, key, *msgids]).fetchone()
+
+    # --- deliveries -----------------------------------------------------
+    def pending(self):
+        return self.db.execute("SELECT d.*, s.subject, s.revision FROM deliveries d JOIN series s "
+                               "ON s.id = d.series_id WHERE d.status = 'pending' ORDER BY d.id").fetchall()
+
+    def mark(self, delivery_id: int, status: str, error: str | None = None, attempt: bool = False) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE deliveries SET status = ?, error = ?, updated = ?, attempts = attempts + ? "
+                       "WHERE id = ?", (status, error, time.time(), 1 if attempt else 0, delivery_id))
+
+    # --- status ---------------------------------------------------------
+    def counts(self) -> dict:
+        db = self.db
+        return {
+            "messages": db.execute("SELECT COUNT(*) FROM messages").fetchone()[0],
+            "series": dict(db.execute("SELECT status, COUNT(*) FROM series GROUP BY status").fetchall()),
+            "deliveries": dict(db.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status").fetchall()),
+        }
+
+    def rows(self, sql: str, *args):
+        return self.db.execute(sql, args).fetchall()
