@@ -121,9 +121,11 @@ def test_clean_series_sends_nothing_unless_asked():
 
 HOSTILE = [
     # a real CR LF in the raw header: the input itself then carries a Bcc
-    (b"Subject: [PATCH] KVM: x86: Clear AVX-512", b"Subject: [PATCH] KVM: x86: Clear AVX-512\r\nBcc: x@y.example"),
+    (b"Subject: [PATCH] KVM: x86: Clear AVX-512",
+     b"Subject: [PATCH] KVM: x86: Clear AVX-512\r\nBcc: x@y.example"),
     # an encoded CR LF that decodes into the subject
-    (b"Subject: [PATCH] KVM: x86: Clear AVX-512", b"Subject: =?utf-8?q?[PATCH]_KVM:_x86:_Clear_AVX-512=0D=0ABcc:_x@y.example?="),
+    (b"Subject: [PATCH] KVM: x86: Clear AVX-512",
+     b"Subject: =?utf-8?q?[PATCH]_KVM:_x86:_Clear_AVX-512=0D=0ABcc:_x@y.example?="),
     # a hostile display name
     (b"From: Rasmus Lindqvist", b"From: =?utf-8?q?Rasmus=0D=0ABcc:_x@y.example?="),
 ]
