@@ -27,15 +27,20 @@ def _label(f: Finding) -> str:
 
 
 def text(review: Review, colour: bool = False) -> str:
+    """For a terminal: one heading line per finding, its message wrapped under it."""
+    import textwrap
+
     s = review.series
-    out = [f"{s.subject} (v{s.revision}, {len(s.patches)} patch{'es' if len(s.patches) != 1 else ''})"]
+    count = len(s.patches)
+    out = [f"{s.subject} (v{s.revision}, {count} patch{'es' if count != 1 else ''})"]
     if not review.findings:
         out.append("no CPUID/ABI concerns found")
     for f in review.findings:
         sev = _label(f)
         if colour:
             sev = COLOURS[f.severity] + sev + RESET
-        out.append(f"[{f.patch}] {_where(f)}: {sev}: {f.rule}: {' '.join(f.message.split())}")
+        out.append(f"{f.patch}/{s.expected} {_where(f)}: {sev} [{f.rule}]")
+        out += textwrap.wrap(" ".join(f.message.split()), 76, initial_indent="    ", subsequent_indent="    ")
     return "\n".join(out) + "\n"
 
 

@@ -116,7 +116,7 @@ def test_text_output_has_no_colour_off_a_tty(capsys):
     main(["review", ADD])
     out = capsys.readouterr().out
     assert "\033[" not in out
-    assert "[1] arch/x86/kvm/cpuid.c:389 (kvm_vcpu_after_set_cpuid()): warning: cpuid-adjust-added: " in out
+    assert "1/1 arch/x86/kvm/cpuid.c:389 (kvm_vcpu_after_set_cpuid()): warning [cpuid-adjust-added]\n" in out
 
 
 @pytest.mark.parametrize("argv, message", [
