@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--lore", metavar="URL", help="lore base URL (default: b4's b4.midmask)")
     review.add_argument("--no-cache", action="store_true", help="do not use b4's cache when fetching")
     review.add_argument("--send", action="store_true", help="email format: send the replies over SMTP")
-    review.add_argument("--dry-run", action="store_true", help="with --send: print what would be sent")
+    review.add_argument("--dry-run", action=argparse.BooleanOptionalAction, default=True,
+                        help="with --send: only print what would be sent (default; --no-dry-run sends)")
     _common(review)
 
     check = sub.add_parser("check", help="pre-send: review commits or format-patch files before sending",
