@@ -75,10 +75,28 @@ def _dirty(top: str) -> bool:
     return bool(git(top, "status", "--porcelain", "--untracked-files=no"))
 
 
+def _is_cover(msg) -> bool:
+    """b4's review-series-check-cmd pipes only the cover letter."""
+    body = msg.get_body(("plain",))
+    text = body.get_content() if body is not None else ""
+    return "\ndiff --git " not in "\n" + text and bool(msg.get("Message-ID"))
+
+
+def _thread_of(cover) -> list:
+    """The whole series behind a cover letter, from lore (b4's b4.midmask)."""
+    from reviewer import b4glue
+
+    msgid = cover.get("Message-ID", "").strip().strip("<>")
+    b4glue.configure({}, network=True)
+    return b4glue.fetch_thread(msgid, nocache=False)
+
+
 def check(args) -> int:
     cfg = configmod.load(args.config, cwd=args.repo if os.path.isdir(args.repo) else None)
     if args.stdin:
         msgs = sources.from_path("-")
+        if len(msgs) == 1 and _is_cover(msgs[0]):
+            msgs = _thread_of(msgs[0])
     elif args.inputs and all(os.path.exists(p) for p in args.inputs):
         msgs = sources.gather(args.inputs)
     else:
