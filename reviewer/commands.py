@@ -39,7 +39,14 @@ def write(text: str, output: str | None) -> None:
         sys.stdout.flush()
 
 
-def format_review(review: pipeline.Review, fmt: str, fail_on: str, args, cfg) -> str:
+def _replies(review: pipeline.Review, args, cfg, ruleset: rulesmod.RuleSet):
+    from reviewer import mail
+
+    return mail.replies(review, mail.identity(cfg), args.templates or cfg.get("templates"),
+                        args.reply_when_clean, rules_by_id={r.id: r for r in ruleset.rules})
+
+
+def format_review(review: pipeline.Review, fmt: str, fail_on: str, replies, colour: bool = False) -> str:
     if fmt == "json":
         return render.as_json(review)
     if fmt == "checkpatch":
@@ -50,10 +57,7 @@ def format_review(review: pipeline.Review, fmt: str, fail_on: str, args, cfg) ->
         return render.markdown(review)
     if fmt == "email":
         from reviewer import mail
-        replies = mail.replies(review, mail.identity(cfg), args.templates or cfg.get("templates"),
-                               args.reply_when_clean)
-        return mail.as_mbox(replies)
-    colour = sys.stdout.isatty() and not getattr(args, "output", None)
+        return mail.as_mbox(replies())
     return render.text(review, colour=colour)
 
 
@@ -66,13 +70,19 @@ def run_review(args, cfg, msgs) -> int:
         kerneltree.apply(model, tree)
     review = pipeline.review(model, ruleset)
     fail_on = args.fail_on or cfg.get("fail_on", "warning")
-    fmt = args.format or "text"
-    write(format_review(review, fmt, fail_on, args, cfg), args.output)
+    made = []
+
+    def replies():
+        if not made:
+            made.append(_replies(review, args, cfg, ruleset))
+        return made[0]
+
+    colour = sys.stdout.isatty() and not args.output
+    text = format_review(review, args.format or "text", fail_on, replies, colour)
+    write(text, args.output)
     if getattr(args, "send", False):
-        from reviewer import deliver, mail
-        replies = mail.replies(review, mail.identity(cfg), args.templates or cfg.get("templates"),
-                               args.reply_when_clean)
-        deliver.send(replies, deliver.smtp_settings(cfg), dry_run=args.dry_run)
+        from reviewer import deliver
+        deliver.send(replies(), deliver.smtp_settings(cfg), dry_run=args.dry_run)
     return exit_status(review.findings, fail_on)
 
 
