@@ -235,3 +235,20 @@ def test_rules_test_reports_a_broken_example(capsys, tmp_path):
     assert main(["rules", "test", "--rules", str(tmp_path / "rules")]) == 1
     out = capsys.readouterr().out
     assert "FAIL local-no-kvm-bug-on\n     example passes: rule fired" in out
+
+
+def test_colour_only_on_a_tty(tmp_path):
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.run([sys.executable, "-m", "reviewer", "review", ADD], stdout=slave, stderr=subprocess.PIPE,
+                          check=False)
+    os.close(slave)
+    out = os.read(master, 1 << 16)
+    os.close(master)
+    assert proc.returncode == 1
+    assert b"\x1b[1;33mwarning\x1b[0m [cpuid-adjust-added]" in out
+    report = tmp_path / "report.txt"
+    assert main(["review", ADD, "-o", str(report)]) == 1
+    assert "\033[" not in report.read_text() and "warning [cpuid-adjust-added]" in report.read_text()
