@@ -36,14 +36,20 @@ def _follows(matcher: Matcher, hunk: Hunk, index: int) -> bool:
 
 
 def _candidates(matcher: Matcher, hunk: Hunk) -> list[int]:
+    changed = [i for i, line in enumerate(hunk.lines) if line.kind != " "]
+    if matcher.any_pattern is not None:
+        text = "\n".join(hunk.lines[i].text[:MAX_LINE] for i in changed)
+        if not matcher.any_pattern.search(text):
+            return []  # the common case: nothing in this hunk can match
     found = []
-    for i, line in enumerate(hunk.lines):
-        if line.kind == " " or not matcher.function_matches(line.function):
+    for i in changed:
+        line = hunk.lines[i]
+        if not matcher.function_matches(line.function):
             continue
         text = line.text[:MAX_LINE]
-        if matcher.patterns and not any(p.search(text) for p in matcher.patterns):
+        if matcher.any_pattern is not None and not matcher.any_pattern.search(text):
             continue
-        if any(p.search(text) for p in matcher.exclude_patterns):
+        if matcher.any_exclude is not None and matcher.any_exclude.search(text):
             continue
         if matcher.followed_by and not _follows(matcher, hunk, i):
             continue
@@ -111,9 +117,8 @@ def line_findings(rule: Rule, patch: Patch) -> list[Finding]:
     return out
 
 
-def _acknowledged(rules: RuleSet, patch: Patch, series: Series) -> bool:
-    texts = [patch.message] + ([series.cover.text] if series.cover else [])
-    return any(p.search(t) for p in rules.acknowledge_patterns for t in texts)
+def _acknowledges(rules: RuleSet, text: str) -> bool:
+    return any(p.search(text) for p in rules.acknowledge_patterns)
 
 
 def series_findings(rule: Rule, series: Series, findings: list[Finding]) -> list[Finding]:
@@ -130,16 +135,19 @@ def series_findings(rule: Rule, series: Series, findings: list[Finding]) -> list
 def analyze(series: Series, rules: RuleSet) -> list[Finding]:
     """All findings for ``series``, in patch, file and line order."""
     findings: list[Finding] = []
+    cover_acks = series.cover is not None and _acknowledges(rules, series.cover.text)
+    line_rules = [r for r in rules.rules if r.kind == "line"]
     for patch in series.patches:
-        acked = _acknowledged(rules, patch, series)
-        for rule in rules.rules:
-            if rule.kind != "line":
-                continue
+        acked = None  # the changelog is searched only if a finding needs it
+        for rule in line_rules:
             for finding in line_findings(rule, patch):
                 finding.original_severity = finding.severity
-                if rule.acknowledgeable and acked:
-                    finding.acknowledged = True
-                    finding.severity = lower(finding.severity)
+                if rule.acknowledgeable:
+                    if acked is None:
+                        acked = cover_acks or _acknowledges(rules, patch.message)
+                    if acked:
+                        finding.acknowledged = True
+                        finding.severity = lower(finding.severity)
                 findings.append(finding)
     for rule in rules.rules:
         if rule.kind == "series":

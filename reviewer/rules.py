@@ -37,11 +37,23 @@ class Matcher:
     # line matching one of these (of kind followed_by_kind: context/added/any)
     followed_by: list[re.Pattern] = field(default_factory=list)
     followed_by_kind: str = "any"
+    _functions_seen: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        # one alternation each, multi-line so a hunk can be tested in one search
+        self.any_pattern = _alternation(self.patterns)
+        self.any_exclude = _alternation(self.exclude_patterns)
 
     def file_matches(self, path: str) -> bool:
         return any(fnmatch.fnmatchcase(path, glob) for glob in self.files)
 
     def function_matches(self, name: str | None) -> bool:
+        known = self._functions_seen.get(name)
+        if known is None:
+            known = self._functions_seen[name] = self._function_matches(name)
+        return known
+
+    def _function_matches(self, name: str | None) -> bool:
         if name is not None and name in self.exclude_functions:
             return False
         if not self.functions and not self.function_regexes:
@@ -85,6 +97,12 @@ class RuleSet:
             if rule.id == rule_id:
                 return rule
         raise InputError(f"no rule with id {rule_id!r} (see: kvm-review rules list)")
+
+
+def _alternation(patterns: list[re.Pattern]) -> re.Pattern | None:
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{p.pattern})" for p in patterns), re.M)
 
 
 def compile_pattern(text: str, where: str) -> re.Pattern:
