@@ -18,6 +18,7 @@ from reviewer.errors import InputError
 _DIFF_START = re.compile(r"^(diff --git |--- \S)", re.M)
 _BINARY = re.compile(r"^GIT binary patch\n.*?(?=^diff --git |\Z)", re.M | re.S)
 _C_FILE = re.compile(r"\.[ch]$")
+MAX_DETAIL = 120  # characters of the parser's complaint in an error message
 
 
 @dataclass
@@ -127,7 +128,10 @@ def parse_diff(text: str, where: str) -> list[FileDiff]:
     try:
         patchset = unidiff.PatchSet(text)
     except unidiff.UnidiffParseError as exc:
-        raise InputError(f"{where}: malformed diff: {exc}") from None
+        detail = " ".join(str(exc).split())  # it quotes the bad line: keep it short
+        if len(detail) > MAX_DETAIL:
+            detail = detail[:MAX_DETAIL - 3] + "..."
+        raise InputError(f"{where}: malformed diff: {detail}") from None
     return [_file_diff(pfile) for pfile in patchset]
 
 

@@ -84,6 +84,9 @@ def corpus() -> dict[str, bytes]:
     # a hunk line that is none of ' ', '+', '-', '\'
     files["garbage-in-hunk.mbox"] = ENVELOPE + s02.replace(b"\n \tbool allow_gbpages;\n",
                                                            b"\n*\tbool allow_gbpages;\n")
+    # the same with a 100,000-character bad line: the error quotes only its start
+    files["malformed-long-line.mbox"] = ENVELOPE + s02.replace(b"\n \tbool allow_gbpages;\n",
+                                                               b"\n*" + b"y" * 100_000 + b"\n")
 
     # a GIT binary patch next to the text diff: the text part is reviewed
     binary = (b"diff --git a/firmware/kvm/blob.bin "
@@ -177,12 +180,13 @@ def corpus() -> dict[str, bytes]:
     inj = with_header(head02, b"From", b"=?utf-8?q?Evil=0D=0ABcc=3A_victim2=40example=2Enet?= "
                       b"<r.lindqvist@example.org>")
     inj = inj.replace(b"Cc: linux-kernel@vger.kernel.org\n",
-                      b"Cc: linux-kernel@vger.kernel.org,\n =?utf-8?q?x=0D=0ABcc=3A_v3=40example=2Enet?= <v3@example.net>\n")
+                      b"Cc: linux-kernel@vger.kernel.org,\n"
+                      b" =?utf-8?q?x=0D=0ABcc=3A_v3=40example=2Enet?= <v3@example.net>\n")
     files["address-injection.mbox"] = ENVELOPE + inj + b"\n" + body02
 
     # NUL bytes and control characters in headers and body
-    files["nul-bytes.mbox"] = ENVELOPE + with_header(head02, b"Subject", b"[PATCH] KVM: x86: \x00Clear\x1b[31m AVX-512") \
-        + b"\n" + body02.replace(b"crypto self-tests.", b"crypto\x00 self-tests.")
+    nul = with_header(head02, b"Subject", b"[PATCH] KVM: x86: \x00Clear\x1b[31m AVX-512")
+    files["nul-bytes.mbox"] = ENVELOPE + nul + b"\n" + body02.replace(b"crypto self-tests.", b"crypto\x00 self-tests.")
     return files
 
 
