@@ -10,6 +10,7 @@ from reviewer.rules import Matcher, Rule, RuleSet
 from reviewer.series import DiffLine, FileDiff, Hunk, Patch, Series
 
 MAX_LINE = 1000  # rules see at most this much of a line
+MAX_MAIL_TEXT = 100_000  # and this much of a changelog or cover letter
 FOLLOW_WINDOW = 4
 EXCERPT_BEFORE = 3
 EXCERPT_AFTER_MAX = 4  # lines to finish a statement split over several
@@ -118,6 +119,7 @@ def line_findings(rule: Rule, patch: Patch) -> list[Finding]:
 
 
 def _acknowledges(rules: RuleSet, text: str) -> bool:
+    text = text[:MAX_MAIL_TEXT]
     return any(p.search(text) for p in rules.acknowledge_patterns)
 
 

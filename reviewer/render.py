@@ -32,7 +32,8 @@ def text(review: Review, colour: bool = False) -> str:
 
     s = review.series
     count = len(s.patches)
-    out = [f"{s.subject} (v{s.revision}, {count} patch{'es' if count != 1 else ''})"]
+    missing = "" if s.complete else f", incomplete: {count} of {s.expected}"
+    out = [f"{s.subject} (v{s.revision}, {count} patch{'es' if count != 1 else ''}{missing})"]
     if not review.findings:
         out.append("no CPUID/ABI concerns found")
     for f in review.findings:

@@ -19,8 +19,7 @@ from reviewer.findings import CATEGORIES, SEVERITIES
 BUILTIN_RULES = Path(__file__).resolve().parent.parent / "rules"
 SIDES = ("added", "removed", "modified", "any")
 MAX_PATTERN = 500
-# a quantified group that itself ends in a quantifier: (a+)+, (\w*)* ...
-_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}]\)[+*{]")
+MAX_REPEAT = 10  # a repeat up to this many times is not "unbounded"
 
 
 @dataclass
@@ -105,15 +104,45 @@ def _alternation(patterns: list[re.Pattern]) -> re.Pattern | None:
     return re.compile("|".join(f"(?:{p.pattern})" for p in patterns), re.M)
 
 
+def _backtracks(items, inside_repeat: bool = False) -> bool:
+    """A repeated group holding another repeat or an alternation: the shapes
+    ((a+)+, (a|aa)*, (a+b?)+ ...) that backtrack exponentially."""
+    from re import _constants as c  # the parsed form of a pattern (sre)
+
+    for op, arg in items:
+        if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+            low, high, sub = arg
+            unbounded = high == c.MAXREPEAT or high > MAX_REPEAT
+            if inside_repeat and high > 1:
+                return True
+            if _backtracks(sub, inside_repeat or (unbounded and op != c.POSSESSIVE_REPEAT)):
+                return True
+        elif op == c.BRANCH:
+            if inside_repeat:
+                return True
+            if any(_backtracks(branch, inside_repeat) for branch in arg[1]):
+                return True
+        elif op == c.SUBPATTERN:
+            if _backtracks(arg[-1], inside_repeat):
+                return True
+        elif op in (c.ASSERT, c.ASSERT_NOT):
+            if _backtracks(arg[1], inside_repeat):
+                return True
+    return False
+
+
 def compile_pattern(text: str, where: str) -> re.Pattern:
     if len(text) > MAX_PATTERN:
         raise InputError(f"{where}: pattern longer than {MAX_PATTERN} characters")
-    if _NESTED_QUANTIFIER.search(text):
-        raise InputError(f"{where}: pattern {text!r} nests quantifiers (catastrophic backtracking)")
     try:
-        return re.compile(text)
+        compiled = re.compile(text)
     except re.error as exc:
         raise InputError(f"{where}: bad pattern {text!r}: {exc}") from None
+    from re import _parser
+
+    if _backtracks(_parser.parse(text)):
+        raise InputError(f"{where}: pattern {text!r} nests quantifiers (catastrophic backtracking)")
+    return compiled
 
 
 def _strings(table: dict, key: str, where: str) -> list[str]:
