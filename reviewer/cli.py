@@ -93,9 +93,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        if argv[:1] == ["bot"]:  # the bot parses its own options
+            args = argparse.Namespace(command="bot", bot_args=argv[1:])
+        else:
+            args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help/--version (0) or usage (2)
         return int(exc.code or 0)
     try:

@@ -131,7 +131,7 @@ class PoliteSession(requests.Session):
 
     def request(self, method, url, *args, **kwargs):  # noqa: D401 - requests' signature
         timeout = self.policy.timeout
-        kwargs.setdefault("timeout", (min(timeout, 10.0), timeout))
+        kwargs["timeout"] = (min(timeout, 10.0), timeout)  # ours, even over b4's (5, 30)
         where = _where(url)
         last = ""
         for attempt in range(self.policy.retries + 1):
@@ -196,7 +196,12 @@ class Lore:
                 return out  # public-inbox: no results (or no such inbox)
             if resp.status_code != 200:
                 raise LoreError(f"lore {_where(resp.url)}: HTTP {resp.status_code}")
-            page = parse_atom(resp.content, inbox)
+            try:
+                page = parse_atom(resp.content, inbox)
+            except LoreError:
+                if offset:  # public-inbox answers a page past the end with a bare "</feed>"
+                    break
+                raise
             fresh = [e for e in page if e.msgid not in seen]
             if not fresh:
                 break

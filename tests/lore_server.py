@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES, require_system
+from tests.conftest import SAMPLES, require_system
 
 INBOX = "kvm"
 LIST_ADDR = "kvm@vger.example.org"
@@ -78,16 +78,38 @@ class LoreServer:
             message = message.split(b"\n", 1)[1]
         self._run(["public-inbox-mda", "--no-precheck"], stdin=message,
                   extra={"ORIGINAL_RECIPIENT": LIST_ADDR})
+        if self.proc is not None:
+            self._reload(message)
+
+    def _reload(self, message: bytes) -> None:
+        """A running public-inbox-httpd (1.9.0) serves new mail at once but
+        searches the Xapian index it opened: SIGHUP makes it reopen. Wait
+        until the message is found by search."""
+        import email.parser
+        import signal
+
+        import requests
+
+        msgid = email.parser.BytesHeaderParser().parsebytes(message)["Message-ID"].strip().strip("<>")
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            r = requests.get(self.url + "/", params={"q": f"m:{msgid}", "x": "A"}, timeout=5)
+            if r.status_code == 200 and msgid in r.text:
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"{msgid}: delivered but not found by search")
 
     def start(self) -> None:
         if self.sock is None:
             self.sock = self._bind(self.port)
+        self.sock.setblocking(False)  # what the server wants (it says so otherwise)
         fd = self.sock.fileno()
         # systemd socket activation: the listening socket is fd 3 of the server
         cmd = (f"LISTEN_PID=$$ LISTEN_FDS=1 exec public-inbox-httpd -W0 "
                f"-l http://127.0.0.1:{self.port} -1 '{self.root}/out.log' -2 '{self.root}/err.log' "
                + ("" if fd == 3 else f"3<&{fd} {fd}<&-"))
-        self.proc = subprocess.Popen(["sh", "-c", cmd], env=self.env, pass_fds=(fd,))
+        self.proc = subprocess.Popen(["bash", "-c", cmd], env=self.env, pass_fds=(fd,))
         # the socket listens already: the first request waits for the server
         self._wait_ready()
 
