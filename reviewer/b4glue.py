@@ -166,6 +166,12 @@ def series_from_messages(msgs: list[EmailMessage], revision: int | None = None) 
             mailbox.add_message(msg)
         except ValueError as exc:  # b4 refuses some messages outright
             raise InputError(f"cannot read a message: {exc}") from None
+    if len(mailbox.series) == 1:
+        # one revision: no trailers to carry over from an earlier one, so the
+        # `git patch-id` b4 would run per patch (a process each) buys nothing
+        for lmsg in mailbox.msgid_map.values():
+            if lmsg._git_patch_id is None:
+                lmsg._git_patch_id = ""
     # b4 looks up code-review trailers on lore from inside get_series (a
     # partial reroll asks for the previous revision with its defaults): the
     # input alone decides the series, and its content never triggers a query

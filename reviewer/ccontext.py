@@ -228,7 +228,7 @@ def scan_file(lines: list[str]) -> list[Where]:
     return _Machine().run(lines, AT_TOP)
 
 
-def _initial(header: str, lines: list[str]) -> _Machine:
+def _initial(header: str, lines: list[str], renames: dict[str, str] | None) -> _Machine:
     """The machine's state at a hunk's first line, from its ``@@`` header."""
     header = header.strip("\n")
     if not header.strip():
@@ -238,6 +238,9 @@ def _initial(header: str, lines: list[str]) -> _Machine:
     name = definition_name(header)
     if not name:
         return _Machine(AT_TOP)
+    name = (renames or {}).get(name, name)
+    if len(header) < HEADER_CUT and _body_on_line(_strip_comment(header)) == "closed":
+        return _Machine(AT_TOP)  # a one-line function: { } ended on its line
     # git cuts the header at 80 columns: a cut signature's parens say nothing
     paren = 0 if len(header) >= HEADER_CUT else _paren_balance(header)
     if paren > 0:
@@ -276,19 +279,48 @@ def _decides(line: str) -> str | None:
     FUNCTION: we are inside it; TOPLEVEL: it ended before this line;
     UNKNOWN: a macro body; None: cannot tell (blank, preprocessor).
     """
-    if not line.strip() or line.startswith(("#", "/*", "*", " *")):
-        return None  # blank, preprocessor, a comment at column 0
-    if line[:1] == "\t" or (line[:1] == " " and not line.lstrip().startswith("*")):
+    if not line.strip() or line.startswith("#"):
+        return None
+    if line[:1] != "\t" and line.lstrip().startswith(("/*", "*")):
+        return None  # a comment not indented by tabs says nothing
+    if line[:1] in " \t":
         return UNKNOWN if line.rstrip().endswith("\\") else FUNCTION
     if line[:1] in "}{" or is_label(line):
         return FUNCTION
     return TOPLEVEL
 
 
-def scan_hunk_side(header: str, lines: list[str]) -> list[Where]:
+def scan_hunk_side(header: str, lines: list[str], renames: dict[str, str] | None = None) -> list[Where]:
     """Where each line of one side of a hunk is.
 
     ``lines`` are the hunk's lines as that side sees them (context and
     removed lines for the old side; context and added lines for the new).
+    git takes the header from the old file: for the new side pass
+    ``renames`` (see :func:`definition_renames`) so that a function renamed
+    by an earlier hunk of the same file gets its new name.
     """
-    return _initial(header, lines).run(lines, NOWHERE)
+    return _initial(header, lines, renames).run(lines, NOWHERE)
+
+
+def definition_renames(lines: list[tuple[str, str]]) -> dict[str, str]:
+    """Functions a hunk renames: ``{old name: new name}``.
+
+    ``lines`` are the hunk's ``(kind, text)`` pairs, kind in ``" +-"``. A
+    run of removed lines followed by a run of added lines that define as
+    many functions, in the same order, renames them pairwise.
+    """
+    renames: dict[str, str] = {}
+    removed: list[str] = []
+    added: list[str] = []
+    for kind, text in [*lines, (" ", "")]:
+        if kind == "-" and added:
+            removed, added = [], []
+        if kind == "-":
+            removed += [n for n in [definition_name(text)] if n]
+        elif kind == "+":
+            added += [n for n in [definition_name(text)] if n]
+        else:
+            if len(removed) == len(added):
+                renames.update((old, new) for old, new in zip(removed, added) if old != new)
+            removed, added = [], []
+    return renames

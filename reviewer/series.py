@@ -142,8 +142,9 @@ def _file_diff(pfile) -> FileDiff:
     hunks = [_hunk(h) for h in pfile]
     diff = FileDiff(path, old_path, new_path, pfile.is_binary_file, hunks)
     if _C_FILE.search(path):
+        renames: dict[str, str] = {}  # functions renamed by earlier hunks
         for hunk in hunks:
-            assign_functions(hunk)
+            assign_functions(hunk, renames)
     return diff
 
 
@@ -160,14 +161,21 @@ def _hunk(uhunk) -> Hunk:
     return Hunk(header, uhunk.section_header, uhunk.source_start, uhunk.target_start, lines)
 
 
-def assign_functions(hunk: Hunk) -> None:
-    """Give each line of ``hunk`` its enclosing function, from the hunk alone."""
+def assign_functions(hunk: Hunk, renames: dict[str, str] | None = None) -> None:
+    """Give each line of ``hunk`` its enclosing function, from the hunk alone.
+
+    ``renames`` carries the functions earlier hunks of the file renamed: git
+    names a hunk after the old file's function, the new side has the new name.
+    """
     for side in ("-", "+"):
         lines = [ln for ln in hunk.lines if ln.kind in (" ", side)]
-        wheres = ccontext.scan_hunk_side(hunk.section, [ln.text for ln in lines])
+        wheres = ccontext.scan_hunk_side(hunk.section, [ln.text for ln in lines],
+                                         renames if side == "+" else None)
         for line, where in zip(lines, wheres):
             if line.kind == side or side == "+":
                 line.function, line.scope = where.function, where.kind
+    if renames is not None:
+        renames.update(ccontext.definition_renames([(ln.kind, ln.text) for ln in hunk.lines]))
 
 
 def _patch(index: int, mail: Mail) -> Patch:

@@ -187,7 +187,7 @@ class _Planner:
 
 def plan(lines: list[str], tags: list[Tag], round_no: int) -> dict[int, Edit]:
     """Round 1: function starts and ends, the lines before a definition,
-    renamed definitions, #if blocks. Round 2: middles, switch cases, after
+    changed definition lines, #if blocks. Round 2: middles, switch cases, after
     comment blocks, after labels. Round 3: deletions and changed statements."""
     p = _Planner(lines, tags, round_no)
     for n, tag in enumerate(tags):
@@ -203,8 +203,8 @@ def plan(lines: list[str], tags: list[Tag], round_no: int) -> dict[int, Edit]:
                 while blank > 0 and lines[blank].strip() and not lines[blank].startswith("}"):
                     blank -= 1
                 p.add_toplevel(blank)
-            if n % 5 == 0 and f"{tag.name}(" in lines[tag.start - 1]:
-                p.change(tag.start - 1, lines[tag.start - 1].replace(f"{tag.name}(", f"{tag.name}_v2(", 1))
+            if n % 5 == 0 and lines[tag.start - 1].rstrip().endswith(")"):
+                p.change(tag.start - 1, lines[tag.start - 1].rstrip()[:-1] + " /* v2 */)")
         elif round_no == 2:
             mid = (open_ + close) // 2
             for i in range(mid, close - 1):
@@ -236,23 +236,36 @@ def plan(lines: list[str], tags: list[Tag], round_no: int) -> dict[int, Edit]:
             for i in range(mid, close - 1):
                 if p._single_statement(i) and p.change(i, lines[i] + " /* v2 */"):
                     break
-    # near #if / #else / #endif, in and out of functions
     inside = set()
     for tag in tags:
         inside.update(range(tag.start - 1, tag.end))
+    # top level: initializer entries changed, declarations added between blocks
+    for i in range(round_no * 7, len(lines) - 1, 41):
+        if i in inside or p.in_macro[i] or p.in_comment[i]:
+            continue
+        if round_no == 2 and lines[i].startswith("\t") and lines[i].rstrip().endswith(","):
+            p.change(i, lines[i].rstrip() + " /* v2 */")
+        elif round_no == 1 and not lines[i].strip() and i + 1 not in inside:
+            p.add_toplevel(i)
+    # near #if / #else / #endif, in and out of functions
     for i, line in enumerate(lines[:-1]):
         if re.match(r"#\s*(if|ifdef|ifndef|else|endif)\b", line) and (i + round_no) % 2 == 0:
             nxt = lines[i + 1]
             if round_no == 3 and i + 1 in inside and p._single_statement(i + 1) and nxt.startswith("\t"):
                 p.delete(i + 1)
             elif not line.rstrip().endswith("\\") and not nxt.startswith("#"):
-                p.add_comment(i, top=i not in inside or not nxt.startswith("\t"))
+                p.add_comment(i, top=i not in inside)
     return p.edits
 
 
 # ---------------------------------------------------------------- the series
 
-ROUNDS = 3
+# Each series is a chain of versions: patch n turns chain[n - 1] into chain[n].
+SERIES = {
+    "edits": ["v0", "v1", "v2", "v3"],  # rounds 1-3 of plan(), one commit each
+    "renames": ["v0", "r1"],  # renamed definitions, plus edits far down those functions
+}
+DRIVERS = ("cpp", "default")  # with the kernel's `*.c diff=cpp` attribute, and git's default
 
 
 @dataclass
@@ -260,12 +273,12 @@ class Built:
     """The edited versions of every file, their ctags, and the mails."""
 
     files: list[str]
-    versions: list[dict[str, list[str]]]  # versions[0] = the real tree
-    tags: list[dict[str, list[Tag]]]
+    versions: dict[str, dict[str, list[str]]]  # "v0" = the real tree
+    tags: dict[str, dict[str, list[Tag]]]
     repo: Path
-    patches: dict[str, Path]  # "cpp" / "default" -> directory of .patch files
+    patches: dict[tuple[str, str], Path]  # (series, driver) -> directory of .patch files
 
-    def answer(self, version: int, path: str) -> list[str | None]:
+    def answer(self, version: str, path: str) -> list[str | None]:
         return oracle(path, self.tags[version][path], len(self.versions[version][path]))
 
 
@@ -285,16 +298,38 @@ def _write(root: Path, files: dict[str, list[str]]) -> None:
         target.write_text("\n".join(lines), encoding="utf-8")
 
 
+def plan_renames(lines: list[str], tags: list[Tag]) -> dict[int, Edit]:
+    """Every 4th function renamed, with statements added at its start and
+    before its end (far from the definition in long functions: a separate
+    hunk whose header git takes from the old file, with the old name)."""
+    p = _Planner(lines, tags, 9)
+    for tag in tags[::4]:
+        span = p.body(tag)
+        if span is None or f"{tag.name}(" not in lines[tag.start - 1]:
+            continue
+        p.change(tag.start - 1, lines[tag.start - 1].replace(f"{tag.name}(", f"{tag.name}_v2(", 1))
+        p.add_statement(span[0])
+        p.add_statement(span[1] - 1, next_line=span[1] - 1)
+    return p.edits
+
+
 def build(tree: Path, work: Path, subdir: str = "arch/x86/kvm") -> Built:
     files = sorted(str(p.relative_to(tree)) for p in (tree / subdir).rglob("*.c"))
-    versions = [{f: (tree / f).read_text(encoding="utf-8").split("\n") for f in files}]
-    tags = [ctags_functions(tree, files)]
-    for round_no in range(1, ROUNDS + 1):
-        current = {f: apply_edits(versions[-1][f], plan(versions[-1][f], tags[-1][f], round_no)) for f in files}
-        vdir = work / f"v{round_no}"
-        _write(vdir, current)
-        versions.append(current)
-        tags.append(ctags_functions(vdir, files))
+    versions = {"v0": {f: (tree / f).read_text(encoding="utf-8").split("\n") for f in files}}
+    tags = {"v0": ctags_functions(tree, files)}
+
+    def derive(name: str, base: str, planner) -> None:
+        def sane(f: str) -> list[Tag]:  # ctags' quirks are no place to edit
+            return [t for t in tags[base][f] if (f, t.name) not in CTAGS_QUIRKS]
+
+        versions[name] = {f: apply_edits(versions[base][f], planner(versions[base][f], sane(f))) for f in files}
+        _write(work / name, versions[name])
+        tags[name] = ctags_functions(work / name, files)
+
+    for round_no in (1, 2, 3):
+        derive(f"v{round_no}", f"v{round_no - 1}", lambda lines, t, r=round_no: plan(lines, t, r))
+    derive("r1", "v0", plan_renames)
+
     repo = work / "repo"
     env = git_env(work)
 
@@ -303,19 +338,24 @@ def build(tree: Path, work: Path, subdir: str = "arch/x86/kvm") -> Built:
                               text=True).stdout
 
     repo.mkdir()
-    git("init", "-q", "-b", "master")
-    for number, version in enumerate(versions):
-        _write(repo, version)
-        git("add", "-A")
-        subject = "base: the real 6.12 files" if number == 0 else f"KVM: x86: kvm-review edit round {number}"
-        git("commit", "-q", "-m", subject, "-m", f"Deterministic edits, round {number}.\n\n"
-            "Signed-off-by: Dev Eloper <dev@example.com>")
+    git("init", "-q", "-b", "edits")
+    _write(repo, versions["v0"])
+    git("add", "-A")
+    git("commit", "-q", "-m", "base: the real 6.12 files")
     patches = {}
-    attributes = repo / ".git" / "info" / "attributes"
-    for driver in ("cpp", "default"):
-        attributes.parent.mkdir(exist_ok=True)
-        attributes.write_text("*.c diff=cpp\n*.h diff=cpp\n" if driver == "cpp" else "")
-        out = work / f"patches-{driver}"
-        git("format-patch", "-q", "--thread", "-o", str(out), "HEAD~%d" % ROUNDS)
-        patches[driver] = out
+    for series, chain in SERIES.items():
+        if series != "edits":
+            git("checkout", "-q", "-b", series, f"edits~{len(SERIES['edits']) - 1}")
+        for number, version in enumerate(chain[1:], 1):
+            _write(repo, versions[version])
+            git("add", "-A")
+            git("commit", "-q", "-m", f"KVM: x86: kvm-review {series}, part {number}",
+                "-m", f"Deterministic edits ({version}).\n\nSigned-off-by: Dev Eloper <dev@example.com>")
+        for driver in DRIVERS:
+            attributes = repo / ".git" / "info" / "attributes"
+            attributes.parent.mkdir(exist_ok=True)
+            attributes.write_text("*.c diff=cpp\n*.h diff=cpp\n" if driver == "cpp" else "")
+            out = work / f"patches-{series}-{driver}"
+            git("format-patch", "-q", "--thread", "-o", str(out), f"{series}~{len(chain) - 1}..{series}")
+            patches[series, driver] = out
     return Built(files, versions, tags, repo, patches)
