@@ -161,36 +161,12 @@ def test_kernel_tree_context_is_exact(built, kernel_tree):
         assert total["unknown"] == 0 and total["ok"] > 1000, total
 
 
-def _assign_with_renames(model: Series) -> None:
-    """What series.assign_functions does, plus the renames of earlier hunks
-    of the same file (ccontext.definition_renames) for the new side."""
-    for patch in model.patches:
-        for fdiff in patch.files:
-            renames: dict[str, str] = {}
-            for hunk in fdiff.hunks:
-                for side in ("-", "+"):
-                    lines = [ln for ln in hunk.lines if ln.kind in (" ", side)]
-                    wheres = ccontext.scan_hunk_side(hunk.section, [ln.text for ln in lines],
-                                                     renames if side == "+" else None)
-                    for line, where in zip(lines, wheres):
-                        if line.kind == side or side == "+":
-                            line.function, line.scope = where.function, where.kind
-                renames.update(ccontext.definition_renames([(ln.kind, ln.text) for ln in hunk.lines]))
-
-
 @pytest.mark.parametrize("driver", kedits.DRIVERS)
-def test_renamed_functions_with_definition_renames(built, driver):
+def test_renamed_functions(built, driver):
     """A function renamed in one hunk keeps its new name in the later hunks
     of the same file, though git prints the old name in their headers."""
-    model = load(built, "renames", driver)
-    _assign_with_renames(model)
-    per_file, wrong = judge(built, "renames", model)
+    per_file, wrong = judge(built, "renames", load(built, "renames", driver))
     per_file.pop("(positions)")
     total = sum(per_file.values(), Counter())
     assert not wrong, "\n".join(wrong[:20])
     assert total["unknown"] < MAX_UNKNOWN * total["ok"]
-
-
-def test_renamed_functions_series_model(built):
-    per_file, wrong = judge(built, "renames", load(built, "renames", "cpp"))
-    assert not wrong, "\n".join(wrong[:20])
