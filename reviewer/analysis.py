@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from itertools import groupby
 
 from reviewer import predicates
@@ -134,15 +135,22 @@ def series_findings(rule: Rule, series: Series, findings: list[Finding]) -> list
     return out
 
 
-def analyze(series: Series, rules: RuleSet) -> list[Finding]:
-    """All findings for ``series``, in patch, file and line order."""
+def analyze(series: Series, rules: RuleSet, timings: dict[str, float] | None = None) -> list[Finding]:
+    """All findings for ``series``, in patch, file and line order.
+
+    ``timings``, when given, receives the seconds each rule took.
+    """
+    clock = timings if timings is not None else {}
     findings: list[Finding] = []
     cover_acks = series.cover is not None and _acknowledges(rules, series.cover.text)
     line_rules = [r for r in rules.rules if r.kind == "line"]
     for patch in series.patches:
         acked = None  # the changelog is searched only if a finding needs it
         for rule in line_rules:
-            for finding in line_findings(rule, patch):
+            start = time.perf_counter()
+            found = line_findings(rule, patch)
+            clock[rule.id] = clock.get(rule.id, 0.0) + time.perf_counter() - start
+            for finding in found:
                 finding.original_severity = finding.severity
                 if rule.acknowledgeable:
                     if acked is None:

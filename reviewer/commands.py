@@ -69,6 +69,8 @@ def run_review(args, cfg, msgs) -> int:
         from reviewer import kerneltree
         kerneltree.apply(model, tree)
     review = pipeline.review(model, ruleset)
+    for rule_id, seconds in review.slow_rules:
+        print(f"kvm-review: warning: rule {rule_id} is slow ({seconds:.1f} s on this series)", file=sys.stderr)
     fail_on = args.fail_on or cfg.get("fail_on", "warning")
     made = []
 

@@ -6,7 +6,7 @@ The CLI, the pre-send check and the bot all call :func:`load_series` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 from reviewer import analysis, b4glue, series, sources
@@ -14,11 +14,14 @@ from reviewer.errors import InputError
 from reviewer.findings import Finding
 from reviewer.rules import RuleSet
 
+SLOW_RULE_SECONDS = 1.0
+
 
 @dataclass
 class Review:
     series: series.Series
     findings: list[Finding]
+    slow_rules: list[tuple[str, float]] = field(default_factory=list)  # (rule id, seconds)
 
 
 def messages_for(inputs: list[str], repo: str | None = None, lore: str | None = None,
@@ -50,4 +53,7 @@ def load_series(msgs: list[EmailMessage], revision: int | None = None) -> series
 
 
 def review(model: series.Series, rules: RuleSet) -> Review:
-    return Review(model, analysis.analyze(model, rules))
+    timings: dict[str, float] = {}
+    findings = analysis.analyze(model, rules, timings)
+    slow = sorted(((rule, t) for rule, t in timings.items() if t > SLOW_RULE_SECONDS), key=lambda x: -x[1])
+    return Review(model, findings, slow)
