@@ -153,6 +153,13 @@ def _item(f: Finding, rules_by_id: dict) -> dict:
     }
 
 
+def _opening(text: str, most: int = 6) -> list[str]:
+    """The cover letter's first paragraph, as a reply quotes it."""
+    paragraph = text.strip("\n").split("\n\n", 1)[0].splitlines()
+    lines = [_CONTROL.sub(" ", line)[:MAX_QUOTED] for line in paragraph[:most]]
+    return lines + (["[...]"] if len(paragraph) > most else [])
+
+
 def _date(iso: str) -> str:
     try:
         return email.utils.format_datetime(datetime.datetime.fromisoformat(iso))
@@ -221,7 +228,8 @@ def replies(review: Review, me: Identity, templates: str | None = None, reply_wh
     if series.cover is not None:
         cover = series.cover
         context = dict(common, date=_date(cover.date), author=clean(cover.author_name or cover.author_email),
-                       quoted_subject=clean(cover.full_subject), checklist=items,
+                       quote=_opening(cover.mail.message) or [clean(cover.full_subject)],
+                       checklist=items, acknowledged=any(f.acknowledged for f in shown),
                        rules=sorted({f.rule for f in shown if f.patch == 0}))
         body = _render(env, "series_reply.txt.j2", context)
         msg = _headers(cover.mail.msg, (cover.author_name, cover.author_email),
