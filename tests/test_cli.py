@@ -252,3 +252,20 @@ def test_colour_only_on_a_tty(tmp_path):
     report = tmp_path / "report.txt"
     assert main(["review", ADD, "-o", str(report)]) == 1
     assert "\033[" not in report.read_text() and "warning [cpuid-adjust-added]" in report.read_text()
+
+
+def test_a_500_patch_series_is_reviewed(capsys, tmp_path):
+    """Size alone is no error (speed is measured by make bench, not here)."""
+    sys.path.insert(0, str(SAMPLES.parent / "bench"))
+    try:
+        import generate
+    finally:
+        sys.path.pop(0)
+    big = generate.series(500, lines_per_patch=20)
+    path = tmp_path / "big.mbox"
+    path.write_text(big.mbox)
+    status, doc = run_json(capsys, str(path))
+    assert status == 1
+    assert doc["series"]["patches"] == 500 and doc["series"]["complete"] is True
+    flagged = {f["patch"] for f in doc["findings"] if f["rule"] in ("cpuid-adjust-added", "userspace-reject-added")}
+    assert flagged == set(range(5, 501, 5))
