@@ -32,20 +32,34 @@ def messages_for(inputs: list[str], repo: str | None = None, lore: str | None = 
             raise InputError("--repo takes exactly one git range (A..B)")
         return sources.from_git(repo, inputs[0])
     msgs: list[EmailMessage] = []
-    session = None
     for arg in inputs:
         remote = None if arg == "-" else sources.parse_remote(arg)
         if remote is None:
             msgs += sources.from_path(arg)
-            continue
-        base = lore or remote.base_url
-        b4glue.configure({"b4.midmask": f"{base}/%s"} if base else {}, network=True)
-        if session is None:  # rate limit, bounded retries, one line on failure
-            from reviewer import lore
-            session = lore.PoliteSession(lore.Policy.from_env())
-        b4glue.use_session(session)
-        msgs += b4glue.fetch_thread(remote.msgid, nocache)
+        else:
+            msgs += fetch_remote(remote.msgid, lore or remote.base_url, nocache)
     return msgs
+
+
+_sessions: dict = {}
+
+
+def _session():
+    """One polite session per policy: rate limit, bounded retries, one-line errors."""
+    from reviewer import lore
+
+    policy = lore.Policy.from_env()
+    key = repr(policy)
+    if key not in _sessions:
+        _sessions[key] = lore.PoliteSession(policy)
+    return _sessions[key]
+
+
+def fetch_remote(msgid: str, base: str | None = None, nocache: bool = False) -> list[EmailMessage]:
+    """The thread holding ``msgid`` from lore: ``base``, else b4's b4.midmask."""
+    b4glue.configure({"b4.midmask": f"{base}/%s"} if base else {}, network=True)
+    b4glue.use_session(_session())
+    return b4glue.fetch_thread(msgid, nocache)
 
 
 def load_series(msgs: list[EmailMessage], revision: int | None = None) -> series.Series:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from reviewer import commands, sources
+from reviewer import commands, pipeline, sources
 from reviewer import config as configmod
 from reviewer.errors import EXIT_CLEAN, InputError
 
@@ -76,19 +76,16 @@ def _dirty(top: str) -> bool:
 
 
 def _is_cover(msg) -> bool:
-    """b4's review-series-check-cmd pipes only the cover letter."""
-    body = msg.get_body(("plain",))
-    text = body.get_content() if body is not None else ""
-    return "\ndiff --git " not in "\n" + text and bool(msg.get("Message-ID"))
+    """b4's review-series-check-cmd pipes only the cover letter ([PATCH 0/N])."""
+    from reviewer import b4glue
+
+    info = b4glue.parse_subject(str(msg.get("Subject", "")))
+    return info.patch and info.counter == 0 and not info.reply and bool(msg.get("Message-ID"))
 
 
 def _thread_of(cover) -> list:
     """The whole series behind a cover letter, from lore (b4's b4.midmask)."""
-    from reviewer import b4glue
-
-    msgid = cover.get("Message-ID", "").strip().strip("<>")
-    b4glue.configure({}, network=True)
-    return b4glue.fetch_thread(msgid, nocache=False)
+    return pipeline.fetch_remote(cover.get("Message-ID", "").strip().strip("<>"))
 
 
 def check(args) -> int:

@@ -170,3 +170,23 @@ def test_search_atom_from_real_server(served):
     assert V2_PATCH in by_id
     assert by_id[V2_PATCH].in_reply_to == "20241001074012.1033872-1-a.novak@example.cz"
     assert by_id[V2_PATCH].subject.startswith("[PATCH v2 1/2]") and by_id[V2_PATCH].email == "a.novak@example.cz"
+
+
+def test_b4_series_check_fetches_the_thread_of_the_cover(served, tmp_path):
+    """b4 0.16's review-series-check-cmd pipes only the cover letter; we fetch
+    its thread from lore (b4.midmask) and review the series behind it."""
+    import sys
+    from pathlib import Path
+
+    from b4.review import checks
+
+    from reviewer import sources
+
+    midmask(served.url)
+    cover = sources._messages(sample_bytes("01-sgx-xcr0-abi.mbox"), "sample")[0]
+    assert cover["Subject"].startswith("[PATCH v2 0/3]")
+    cmd = f"{Path(sys.executable).parent / 'kvm-review'} check --stdin --format b4-check"
+    (result,) = checks.run_series_checks(("id", cover), [cmd], str(tmp_path))
+    assert (result["tool"], result["status"], result["summary"]) == ("kvm-review", "warn", "3 infos")
+    assert "arch/x86/kvm/cpuid.c:330 (kvm_vcpu_after_set_cpuid()): info: cpuid-adjust-removed" in \
+        result["details"]
