@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import unidiff
 
 from reviewer import ccontext
-from reviewer.b4glue import Mail, MailSeries
+
+if TYPE_CHECKING:  # the model does not need b4 loaded to exist
+    from reviewer.b4glue import Mail, MailSeries
 from reviewer.errors import InputError
 
 _DIFF_START = re.compile(r"^(diff --git |--- \S)", re.M)
