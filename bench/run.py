@@ -152,6 +152,46 @@ def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "MISS")
 
 
+def bot_bench(args, log) -> int:
+    import botbench
+
+    f = botbench.run(kvm_review_cmd(), log, keep=args.keep, total=args.bot_messages, profile=args.bot_profile)
+    checks = {f"triage of {f['messages']} messages <= {f['target_s']:g} s": f["time_ok"],
+              "requests <= one per series fetched + the polls": f["requests_ok"]}
+    print(f"\nkvm-review bot triage - {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+          f"local public-inbox (public-inbox-httpd -W0), rate limit {f['rate_limit']}")
+    head = (f"{'messages':>8} {'KVM':>5} {'results':>7} {'series':>6} {'reviewed':>8} {'replies':>7} "
+            f"{'wall s':>7} {'requests':>8} {'polls':>5} {'fetches':>7}")
+    print(head)
+    print("-" * len(head))
+    print(f"{f['messages']:>8} {f['kvm_messages']:>5} {f['search_results']:>7} {f['series_looked_at']:>6} "
+          f"{f['series'].get('reviewed', 0):>8} {f['replies']:>7} {f['wall_s']:>7.2f} {f['requests']:>8} "
+          f"{f['polls']:>5} {f['fetches']:>7}")
+    print(f"at the bot's default rate limit (1 request/s, lore.kernel.org) the same triage needs at least "
+          f"{f['requests']} s of waiting")
+    print("series by status: " + (", ".join(f"{k} {v}" for k, v in sorted(f["series"].items())) or "none"))
+    if f["non_200"]:
+        print(f"answers other than 200: {f['non_200']}")
+    if f["profile"]:
+        print(f"profile (pyinstrument, text): {f['profile']}")
+    print("\ntargets (2-core machine):")
+    for name, ok in checks.items():
+        print(f"  {verdict(ok):4}  {name}")
+    result = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                 text=True).stdout.strip() or None,
+        "bot": f,
+        "checks": checks,
+    }
+    out = Path(args.json if args.json != str(HERE / "results" / "latest.json") else HERE / "results" / "bot.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"\nfigures written to {out}")
+    return 0 if all(checks.values()) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpatch", metavar="PATH", help="scripts/checkpatch.pl of a kernel tree "
@@ -166,15 +206,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=str(HERE / "results" / "latest.json"), metavar="OUT",
                     help="write the figures here (default bench/results/latest.json)")
     ap.add_argument("--quick", action="store_true", help="1 run, sizes 10,100, no checkpatch: a smoke test")
-    ap.add_argument("--bot", action="store_true", help="measure bot triage (TODO: not implemented, bench/README.md)")
+    ap.add_argument("--bot", action="store_true", help="measure bot triage instead: a local public-inbox of "
+                    "--bot-messages messages, one cold `kvm-review bot run --once` (bench/README.md)")
+    ap.add_argument("--bot-messages", type=int, default=1100, metavar="N", help="messages in the --bot inbox "
+                    "(default 1100)")
+    ap.add_argument("--bot-profile", metavar="OUT", help="with --bot: run the bot under pyinstrument, text to OUT")
+    ap.add_argument("--keep", action="store_true", help="with --bot: keep the inbox and state (path printed)")
     args = ap.parse_args(argv)
     if args.quick:
         args.runs, args.sizes = 1, "10,100"
     args.sizes = [int(s) for s in args.sizes.split(",") if s]
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     if args.bot:
-        log("--bot: bot throughput is not measured yet (TODO in bench/README.md)")
-        return 2
+        return bot_bench(args, log)
 
     cmd = kvm_review_cmd()
     work = Path(tempfile.mkdtemp(prefix="kvm-bench-"))

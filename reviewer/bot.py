@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reviewer.errors import EXIT_CLEAN, EXIT_INPUT, InputError
+from reviewer.state import StateError
 
 KVM_FILES = (
     "arch/x86/kvm/cpuid.c", "arch/x86/kvm/cpuid.h", "arch/x86/kvm/x86.c", "arch/x86/kvm/vmx/vmx.c",
@@ -234,13 +235,14 @@ def _append(msg, text: str) -> None:
 
 
 class Bot:
-    def __init__(self, cfg: BotConfig, out=None):
+    def __init__(self, cfg: BotConfig, out=None, stop: threading.Event | None = None):
         from reviewer import lore, mail
         from reviewer import rules as rulesmod
         from reviewer import state as statemod
 
         self.cfg = cfg
         self.out = out or sys.stderr
+        self.stop = stop or threading.Event()  # set (SIGTERM): finish the current step, then return
         self.state = statemod.State(cfg.state)
         me = mail.identity({"from": cfg.sender} if cfg.sender else {})
         self.identity = me
@@ -270,6 +272,9 @@ class Bot:
         if new or todo:
             self.log(f"{len(entries)} results, {new} new, {len(todo)} series to look at")
         for i, g in enumerate(todo, 1):
+            if self.stop.is_set():
+                self.log(f"stopping: {len(todo) - i + 1} series left for the next run")
+                break
             if not self.state.unassigned(g.msgids):
                 continue  # reviewed already, as part of another group of the same series
             if len(todo) > 1:
@@ -288,29 +293,60 @@ class Bot:
         self.log(f"[{bar}] {i}/{total} v{g.revision} {subject}")
 
     def process(self, g: Group) -> str:
-        from reviewer import b4glue, mail, pipeline
+        from reviewer import b4glue, mail
         from reviewer import series as seriesmod
 
         b4glue.configure({"b4.midmask": f"{self.lore.inbox_url(g.list)}/%s"}, network=True)
         b4glue.use_session(self.session)
-        msgs = b4glue.fetch_thread(g.anchor, nocache=True)
-        thread_ids = [mail.clean_msgid(m.get("Message-ID")) for m in msgs]
-        thread_ids = [m for m in thread_ids if m]
         first_seen = self.state.first_seen(g.msgids)
+        outages = self.session.failures
         try:
+            msgs = b4glue.fetch_thread(g.anchor, nocache=True)
+        except InputError as exc:
+            if self.session.failures != outages:
+                raise  # lore is down or refusing us: stop here, every series is tried again next run
+            return self._failed(g, first_seen, exc)  # lore answered: nothing usable for this thread
+        try:
+            thread_ids = [mail.clean_msgid(m.get("Message-ID")) for m in msgs]
+            thread_ids = [m for m in thread_ids if m]
             mseries = b4glue.series_from_messages(msgs, g.revision)
             model = seriesmod.build(mseries)
         except InputError as exc:
-            info = self._info(g, g.anchor, first_seen, None)
-            self.state.finish(info, "skipped", g.msgids, [], None, [])
-            self.log(f"skipped {g.anchor}: {exc}")
-            return "skipped"
+            if str(exc).startswith("no patches found"):
+                info = self._info(g, g.anchor, first_seen, None)
+                self.state.finish(info, "skipped", g.msgids, [], None, [])
+                self.log(f"skipped {g.anchor}: {exc}")
+                return "skipped"
+            return self._failed(g, first_seen, exc)
+        except Exception as exc:  # a message broke the parser (our bug): this series only
+            return self._failed(g, first_seen, exc)
+        try:
+            return self._review(g, model, first_seen, thread_ids)
+        except StateError:
+            raise
+        except Exception as exc:  # InputError, or a message that broke the review (our bug)
+            return self._failed(g, first_seen, exc, model)
+
+    def _failed(self, g: Group, first_seen: float, exc: Exception, model=None) -> str:
+        """Record the series as failed (one log line); retried only when a new
+        message of it arrives."""
+        why = str(exc) if isinstance(exc, InputError) else \
+            f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        info = self._info(g, model.message_id if model else g.anchor, first_seen, model)
+        self.state.finish(info, "failed", g.msgids, [], None, [], error=why)
+        self.log(f"failed v{info['revision']} <{info['root']}>: {why}")
+        return "failed"
+
+    def _review(self, g: Group, model, first_seen: float, thread_ids: list[str]) -> str:
+        from reviewer import mail, pipeline
+
         info = self._info(g, model.message_id, first_seen, model)
         known = self.state.series(info["root"], info["revision"])
         if known is not None and known["status"] in ("reviewed", "skipped"):
             self.state.finish(dict(info, complete=known["complete"]), known["status"], g.msgids,
                               json.loads(known["findings"] or "[]"),
-                              json.loads(known["comparison"]) if known["comparison"] else None, [])
+                              json.loads(known["comparison"]) if known["comparison"] else None, [],
+                              error=known["error"])
             return "known"
         if not model.complete and time.time() - first_seen < self.cfg.grace:
             self.state.wait(info)
@@ -384,6 +420,8 @@ class Bot:
     def deliver_pending(self) -> int:
         n = 0
         for row in self.state.pending():
+            if self.stop.is_set():
+                break  # still pending: sent by the next run
             self.state.mark(row["id"], "sending", attempt=True)
             _hook("before-send")
             try:
@@ -453,6 +491,9 @@ def status(cfg: BotConfig, out=None) -> int:
         for row in st.rows("SELECT * FROM series WHERE status = 'waiting' ORDER BY first_seen"):
             print(f"  waiting: v{row['revision']} {row['subject']!r} <{row['root']}> "
                   f"(first seen {time.strftime('%Y-%m-%d %H:%M', time.gmtime(row['first_seen']))} UTC)", file=out)
+        for row in st.rows("SELECT * FROM series WHERE status = 'failed' ORDER BY updated DESC LIMIT 20"):
+            print(f"  failed: v{row['revision']} {row['subject']!r} <{row['root']}>: {row['error']} "
+                  "(not retried until a new message of it arrives)", file=out)
         for row in st.rows("SELECT * FROM series WHERE status = 'reviewed' ORDER BY updated DESC LIMIT 20"):
             findings = json.loads(row["findings"] or "[]")
             line = f"  reviewed: v{row['revision']} {row['subject']!r} <{row['root']}>: {len(findings)} findings"
@@ -486,18 +527,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(cfg: BotConfig, once: bool, stop: threading.Event | None = None, out=None) -> int:
+    """Poll until ``stop`` is set (SIGTERM/SIGINT): the step under way is
+    finished and recorded, then exit 0. A state file that cannot be written
+    ends the bot (exit 2) even without ``once``: nothing it did would be kept."""
+    import sqlite3
+
     stop = stop or threading.Event()
-    bot = Bot(cfg, out=out)
+    bot = Bot(cfg, out=out, stop=stop)
     try:
-        while True:
+        while not stop.is_set():
             try:
                 bot.cycle()
+            except StateError:
+                raise
+            except sqlite3.Error as exc:  # a read outside any transaction
+                raise bot.state.error(exc, "read") from None
             except InputError as exc:
                 if once:
                     raise
                 bot.log(f"error (will retry in {cfg.poll_interval:g}s): {exc}")
             if once or stop.wait(cfg.poll_interval):
-                return EXIT_CLEAN
+                break
+        return EXIT_CLEAN
     finally:
         bot.close()
 

@@ -112,6 +112,7 @@ class PoliteSession(requests.Session):
         self._lock = threading.Lock()
         self._next = 0.0
         self.attempts = 0  # requests actually sent, for status and tests
+        self.failures = 0  # requests given up on, or refused (HTTP 4xx but 404): lore unusable, not the message
 
     def _wait_turn(self) -> None:
         if self.policy.rate <= 0:
@@ -144,6 +145,8 @@ class PoliteSession(requests.Session):
                 last = _short(exc)
             else:
                 if resp.status_code not in RETRY_STATUS:
+                    if resp.status_code >= 400 and resp.status_code != 404:
+                        self.failures += 1
                     return resp
                 last = f"HTTP {resp.status_code}"
                 retry_after = _retry_after(resp.headers.get("Retry-After"))
@@ -151,6 +154,7 @@ class PoliteSession(requests.Session):
             if attempt < self.policy.retries:
                 self._sleep(self._delay(attempt, retry_after))
         tries = self.policy.retries + 1
+        self.failures += 1
         raise LoreError(f"lore {where}: {last} ({tries} attempt{'s' if tries > 1 else ''})")
 
 

@@ -5,7 +5,9 @@
 - ``series``: one row per series revision, keyed by its first message
   (cover letter or patch 1) and revision; ``key`` is the change-id, else
   author + subject, to find earlier revisions. Status ``waiting`` (not
-  complete yet), ``reviewed``, ``skipped`` (nothing to review).
+  complete yet), ``reviewed``, ``skipped`` (nothing to review), ``failed``
+  (malformed, or it broke the review: ``error`` says why; not retried until
+  a new message of the series arrives).
 - ``deliveries``: one row per reply / check, with its Message-ID and the
   exact bytes to send. ``pending`` -> ``sending`` (committed before the
   send) -> ``sent`` (committed after). A row left in ``sending`` by a crash
@@ -13,7 +15,9 @@
 
 A review and all its deliveries are recorded in one transaction, so a crash
 leaves either nothing (the series is reviewed again) or every delivery
-``pending`` (each is sent once on restart).
+``pending`` (each is sent once on restart). A write SQLite refuses (read-only
+file or directory, disk full) rolls its transaction back and is one
+:class:`StateError` line (exit 2): the file keeps its last committed state.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ CREATE TABLE IF NOT EXISTS series (
     updated REAL NOT NULL,
     findings TEXT,
     comparison TEXT,
+    error TEXT,
     UNIQUE (root, revision)
 );
 CREATE INDEX IF NOT EXISTS series_key ON series (key, revision);
@@ -71,12 +76,17 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 """
 
-DONE = ("reviewed", "skipped")
+DONE = ("reviewed", "skipped", "failed")
+
+
+class StateError(InputError):
+    """The state file cannot be read or written: exit 2, one line."""
 
 
 class State:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self.db = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
@@ -85,22 +95,45 @@ class State:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(series)")}
+            if "error" not in columns:  # a state file from before ``failed``
+                self.db.execute("ALTER TABLE series ADD COLUMN error TEXT")
         except (OSError, sqlite3.Error) as exc:
-            raise InputError(f"{path}: cannot open the bot's state: {exc}") from None
+            if self.db is not None:
+                self.db.close()
+            raise self.error(exc, "open") from None
 
     def close(self) -> None:
         self.db.close()
 
+    def error(self, exc: BaseException, doing: str = "write") -> StateError:
+        """One line: which file, what failed, and why when the cause is plain."""
+        hint = ""
+        probe = self.path if self.path.exists() else self.path.parent
+        if probe.exists() and not (os.access(probe, os.W_OK) and os.access(self.path.parent, os.W_OK)):
+            hint = " (read-only: the file or its directory cannot be written)"
+        return StateError(f"{self.path}: cannot {doing} the bot's state: {exc}{hint}")
+
     @contextmanager
     def tx(self):
-        """One transaction: all or nothing."""
-        self.db.execute("BEGIN IMMEDIATE")
+        """One transaction: all or nothing. SQLite refusing a write (read-only,
+        disk full...) rolls it back and is a :class:`StateError`."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self.error(exc) from None
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            if self.db.in_transaction:
+                try:
+                    self.db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # SQLite rolled back already (SQLITE_FULL can do that)
+            if isinstance(exc, sqlite3.Error):
+                raise self.error(exc) from None
             raise
-        self.db.execute("COMMIT")
 
     # --- messages -------------------------------------------------------
     def see(self, entries) -> int:
@@ -149,17 +182,17 @@ class State:
                        dict(info, now=now))
 
     def finish(self, info: dict, status: str, msgids, findings: list[dict], comparison: dict | None,
-               deliveries: list[dict]) -> int:
+               deliveries: list[dict], error: str | None = None) -> int:
         """The review and every delivery it calls for, in one transaction."""
         now = time.time()
         with self.tx() as db:
             db.execute("INSERT INTO series (root, revision, key, list, subject, author, change_id, expected, "
-                       "complete, status, first_seen, updated, findings, comparison) VALUES (:root, :revision, "
+                       "complete, status, first_seen, updated, findings, comparison, error) VALUES (:root, :revision, "
                        ":key, :list, :subject, :author, :change_id, :expected, :complete, :status, :first_seen, "
-                       ":now, :findings, :comparison) ON CONFLICT (root, revision) DO UPDATE SET "
+                       ":now, :findings, :comparison, :error) ON CONFLICT (root, revision) DO UPDATE SET "
                        "status = :status, complete = :complete, change_id = :change_id, updated = :now, "
-                       "findings = :findings, comparison = :comparison, key = :key",
-                       dict(info, status=status, now=now, findings=json.dumps(findings),
+                       "findings = :findings, comparison = :comparison, key = :key, error = :error",
+                       dict(info, status=status, now=now, findings=json.dumps(findings), error=error,
                             comparison=json.dumps(comparison) if comparison is not None else None))
             sid = db.execute("SELECT id FROM series WHERE root = ? AND revision = ?",
                              (info["root"], info["revision"])).fetchone()[0]
