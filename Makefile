@@ -28,6 +28,8 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	@if command -v public-inbox-httpd >/dev/null; then $(BIN)/python bench/run.py --bot; \
+	else echo "bench: bot triage not measured: it needs public-inbox (apt-get install public-inbox)"; fi
 
 fuzz: $(STAMP)
 	KVM_REVIEW_FUZZ_EXAMPLES=200000 $(BIN)/pytest -q -p no:cacheprovider tests/test_fuzz.py
