@@ -152,6 +152,23 @@ def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "MISS")
 
 
+def print_targets(checks: dict) -> None:
+    print("\ntargets (2-core machine):")
+    for name, ok in checks.items():
+        print(f"  {verdict(ok):4}  {name}")
+
+
+def provenance() -> dict:
+    """When, where and at which commit the figures were taken."""
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    return {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "commit": commit or None,
+    }
+
+
 def bot_bench(args, log) -> int:
     import botbench
 
@@ -174,14 +191,9 @@ def bot_bench(args, log) -> int:
         print(f"answers other than 200: {f['non_200']}")
     if f["profile"]:
         print(f"profile (pyinstrument, text): {f['profile']}")
-    print("\ntargets (2-core machine):")
-    for name, ok in checks.items():
-        print(f"  {verdict(ok):4}  {name}")
+    print_targets(checks)
     result = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                 text=True).stdout.strip() or None,
+        **provenance(),
         "bot": f,
         "checks": checks,
     }
@@ -288,15 +300,10 @@ def main(argv: list[str] | None = None) -> int:
               + f"; spread {fmt(lin['spread'], '.2f')}x")
     if not checkpatch:
         print("\ncheckpatch.pl: not measured (--quick, or no --checkpatch and no kernel tree; see bench/README.md)")
-    print("\ntargets (2-core machine):")
-    for name, ok in checks.items():
-        print(f"  {verdict(ok):4}  {name}")
+    print_targets(checks)
 
     result = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                 text=True).stdout.strip() or None,
+        **provenance(),
         "series_source": tree.source if tree else "generator",
         "checkpatch": checkpatch,
         "runs": args.runs,
