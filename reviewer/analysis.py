@@ -38,7 +38,9 @@ def _follows(matcher: Matcher, hunk: Hunk, index: int) -> bool:
 
 
 def _candidates(matcher: Matcher, hunk: Hunk) -> list[int]:
-    changed = [i for i, line in enumerate(hunk.lines) if line.kind != " "]
+    if not any(matcher.function_matches(f) for f in hunk.changed_functions):
+        return []
+    changed = hunk.changed
     if matcher.any_pattern is not None:
         text = "\n".join(hunk.lines[i].text[:MAX_LINE] for i in changed)
         if not matcher.any_pattern.search(text):

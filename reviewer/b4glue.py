@@ -12,6 +12,7 @@ import email.header
 import email.headerregistry
 import email.parser
 import email.utils
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -115,6 +116,22 @@ def _neutral(policy, name: str, value: str) -> str:
     return ", ".join(out)
 
 
+_PLAIN = re.compile(r"[ -~]*(?:\r?\n[ \t][ -~]*)*")
+
+
+@functools.cache
+def _unstructured(policy, name: str) -> bool:
+    # (the registry builds a new class on every lookup: ask once a name)
+    return issubclass(policy.header_factory[name], email.headerregistry.UnstructuredHeader)
+
+
+def _plain(policy, name: str, value) -> bool:
+    """Printable ASCII in an unstructured header (Subject, Received, X-...):
+    nothing the stdlib can refuse, nothing that decodes into a CR/LF."""
+    return (isinstance(value, str) and "=?" not in value and _PLAIN.fullmatch(value) is not None
+            and _unstructured(policy, name.lower()))
+
+
 def neutralise_headers(msg: EmailMessage) -> None:
     """Replace each header the stdlib refuses to parse (an encoded CR/LF in
     an address, a malformed structured header...) by a neutral text (see
@@ -124,6 +141,9 @@ def neutralise_headers(msg: EmailMessage) -> None:
     fixed = []
     changed = False
     for name, value in raw:
+        if _plain(msg.policy, name, value):
+            fixed.append((name, value))
+            continue
         try:
             str(msg.policy.header_fetch_parse(name, value))
             fixed.append((name, value))
@@ -154,8 +174,7 @@ def series_from_messages(msgs: list[EmailMessage], revision: int | None = None) 
     """Thread ``msgs`` and return the chosen (default: latest) revision."""
     mailbox = b4.LoreMailbox()
     seen: dict[str, EmailMessage] = {}
-    for msg in msgs:
-        neutralise_headers(msg)
+    for msg in msgs:  # neutralised already: by sources, or by fetch_thread
         msgid = str(msg.get("Message-ID", "")).strip().strip("<>")
         if msgid in seen:
             if _content(seen[msgid]) != _content(msg):  # b4 would keep one, silently
@@ -204,6 +223,8 @@ def fetch_thread(msgid: str, nocache: bool) -> list[EmailMessage]:
         raise InputError(f"cannot fetch {msgid}: {exc}") from None
     if not msgs:
         raise InputError(f"cannot fetch {msgid}: not found on the lore server")
+    for msg in msgs:
+        neutralise_headers(msg)
     return list(msgs)
 
 

@@ -37,6 +37,7 @@ class Where:
 AT_TOP = Where(TOPLEVEL)
 NOWHERE = Where(UNKNOWN)
 
+_INLINE_COMMENT = re.compile(r"/\*.*?\*/")
 _ATTR_RE = re.compile(r"__attribute__\s*\(\(.*?\)\)")
 _IDENT_BEFORE_PAREN = re.compile(r"([A-Za-z_]\w*)\s*$")
 _LABEL_RE = re.compile(r"^[A-Za-z_]\w*:(?!:)\s*(/[/*].*)?$")
@@ -51,7 +52,9 @@ _TYPE_WORDS = frozenset(
 
 
 def _strip_comment(text: str) -> str:
-    text = re.sub(r"/\*.*?\*/", "", text)
+    if "/" not in text:
+        return text.rstrip()
+    text = _INLINE_COMMENT.sub("", text)
     return text.split("//", 1)[0].rstrip()
 
 

@@ -23,6 +23,8 @@ _ERR_ASSIGN = re.compile(r"\b(r|ret|err|rc)\s*=\s*" + _ERRNOS)
 _PRESET = re.compile(r"^\s*(?:r|ret|err|rc)\s*=\s*(-E\w+|\w+)\s*;")
 _RETURN_CALL = re.compile(r"^\s*return\s+[a-z_]\w*\s*\(")
 _CONDITION = re.compile(r"^\s*(if|else if)\b|^\s*(&&|\|\|)|(&&|\|\|)\s*$")
+_JUMP = re.compile(r"(break|goto \w+);")
+_AND_OR = re.compile(r"&&|\|\|")
 _CLAUSE = re.compile(r"\bif\b|&&|\|\|")
 _AGGREGATE_OPEN = re.compile(r"^(?:struct|union)\s+\w+\s*\{")
 _PADDING = re.compile(r"\b\w*(?:pad|reserved|rsvd|unused)\w*\s*\[")
@@ -80,7 +82,7 @@ def _error_exit(hunk: Hunk, start: int) -> int | None:
             continue  # the rest of the condition
         if _ERR_RETURN.search(text):
             return i
-        if re.match(r"(break|goto \w+);", text):
+        if _JUMP.match(text):
             for j in [j for j in side if j < start][::-1]:
                 preset = _PRESET.search(hunk.lines[j].text)
                 if preset:
@@ -156,8 +158,8 @@ def widens_return(hunk: Hunk, index: int) -> bool:
                 if hunk.lines[i].removed and _RETURN_CALL.match(hunk.lines[i].text)]
     if not replaced:
         return True
-    clauses = len(re.findall(r"&&|\|\|", added))
-    return clauses > max(len(re.findall(r"&&|\|\|", r)) for r in replaced)
+    clauses = len(_AND_OR.findall(added))
+    return clauses > max(len(_AND_OR.findall(r)) for r in replaced)
 
 
 LINE_PREDICATES: dict[str, Callable[[Hunk, int], bool]] = {

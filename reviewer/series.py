@@ -6,6 +6,7 @@ every added and removed line given its C function (:mod:`reviewer.ccontext`).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -49,6 +50,15 @@ class Hunk:
     old_start: int
     new_start: int
     lines: list[DiffLine]
+
+    @functools.cached_property
+    def changed(self) -> list[int]:
+        """Indexes of the added and removed lines."""
+        return [i for i, line in enumerate(self.lines) if line.kind != " "]
+
+    @functools.cached_property
+    def changed_functions(self) -> set[str | None]:
+        return {self.lines[i].function for i in self.changed}
 
 
 @dataclass
