@@ -361,8 +361,11 @@ class Bot:
         if prior is not None:
             comparison = compare(json.loads(prior["findings"] or "[]"), findings, self.cfg.min_severity)
             comparison.update(revision=prior["revision"], msgid=f"<{prior['root']}>")
+        # a revision that resolves everything the last one was told about
+        # still gets a (short) reply, so the thread shows it
+        resolved_all = comparison is not None and bool(comparison["resolved"])
         replies = mail.replies(review, self.identity, self.cfg.templates, min_severity=self.cfg.min_severity,
-                               rules_by_id=self.rules_by_id)
+                               rules_by_id=self.rules_by_id, reply_when_clean=resolved_all)
         if comparison is not None and replies:
             _append(replies[0].msg, summary_text(comparison, model.revision))
         deliveries = []

@@ -237,3 +237,27 @@ def test_secrets_stay_out_of_errors(lore_server, tmp_path, capsys):  # noqa: F81
     assert "smtp delivery of" in err and "will retry" in err
     out = status(cfg, capsys)
     no_secrets(err, out, (tmp_path / "bot.sqlite").read_bytes())
+
+
+def test_v2_that_resolves_every_warning_gets_a_short_reply(lore_server, smtp, tmp_path, capsys):  # noqa: F811
+    sink, port = smtp
+    lore_server.start()
+    thread = messages(sample_bytes("09-v1-v2-thread.mbox"))
+    cfg = config(tmp_path, lore_server.base, port)  # default policy: replies only for warnings
+    for raw in thread[:3]:
+        lore_server.deliver(fresh(raw))
+    assert run_bot(cfg, "--once") == 0
+    v1_replies = len(sink.messages)
+    assert v1_replies
+    # v2 masks the value instead of rejecting it: nothing left to warn about
+    v2 = [raw.replace(b"+\t\t\treturn 1;\n", b"+\t\t\tdata &= KVM_POWER_CTL_VALID_BITS;\n") for raw in thread[3:]]
+    assert v2 != thread[3:]
+    for raw in v2:
+        lore_server.deliver(fresh(raw))
+    assert run_bot(cfg, "--once") == 0
+    (reply,) = sink.messages[v1_replies:]
+    text = reply.decode().replace("\r\n", "\n")
+    assert "In-Reply-To: <20241001074012.1033872-1-a.novak@example.cz>" in text
+    assert "found no CPUID or userspace-ABI concerns" in text
+    assert "Compared with v1 (<20240910130244.720331-1-a.novak@example.cz>)" in text
+    assert "resolved (2):" in text
