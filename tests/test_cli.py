@@ -269,3 +269,14 @@ def test_a_500_patch_series_is_reviewed(capsys, tmp_path):
     assert doc["series"]["patches"] == 500 and doc["series"]["complete"] is True
     flagged = {f["patch"] for f in doc["findings"] if f["rule"] in ("cpuid-adjust-added", "userspace-reject-added")}
     assert flagged == set(range(5, 501, 5))
+
+
+def test_review_does_not_load_dkim_but_b4_still_can():
+    """b4 imports dkim (and dnspython) for attestation, which is off: it is
+    loaded on first use only."""
+    code = ("import sys\nfrom reviewer.cli import main\n"
+            f"main(['review', {ADD!r}, '--format', 'json', '-o', '/dev/null'])\n"
+            "print('dns.resolver' in sys.modules)\n"
+            "import b4\nprint(callable(b4.dkim.verify), 'dns.resolver' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["False", "True True"]
