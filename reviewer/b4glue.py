@@ -45,7 +45,13 @@ import b4  # noqa: E402 - after the stand-in above
 
 from reviewer.errors import InputError  # noqa: E402
 
-B4_VERSION = "0.16.0"
+B4_VERSION = "0.16.0"  # the only b4 whose internals this module is written for
+
+
+def _require_pinned_b4() -> None:
+    if b4.__VERSION__ != B4_VERSION:
+        raise InputError(f"b4 {b4.__VERSION__} is installed; kvm-review needs b4 {B4_VERSION} "
+                         f"(pip install b4=={B4_VERSION})")
 
 logging.getLogger("b4").setLevel(logging.CRITICAL + 1)
 logging.getLogger("b4").propagate = False
@@ -195,6 +201,7 @@ def _content(msg: EmailMessage) -> tuple[str, ...]:
 
 def series_from_messages(msgs: list[EmailMessage], revision: int | None = None) -> MailSeries:
     """Thread ``msgs`` and return the chosen (default: latest) revision."""
+    _require_pinned_b4()
     mailbox = b4.LoreMailbox()
     seen: dict[str, EmailMessage] = {}
     for msg in msgs:  # neutralised already: by sources, or by fetch_thread
@@ -240,6 +247,7 @@ def series_from_messages(msgs: list[EmailMessage], revision: int | None = None) 
 
 def fetch_thread(msgid: str, nocache: bool) -> list[EmailMessage]:
     """The whole thread holding ``msgid``, from the configured lore."""
+    _require_pinned_b4()
     try:
         msgs = b4.get_pi_thread_by_msgid(msgid, nocache=nocache)
     except Exception as exc:  # liblore raises many kinds; one line for all

@@ -42,7 +42,6 @@ _ATTR_RE = re.compile(r"__attribute__\s*\(\(.*?\)\)")
 _IDENT_BEFORE_PAREN = re.compile(r"([A-Za-z_]\w*)\s*$")
 _LABEL_RE = re.compile(r"^[A-Za-z_]\w*:(?!:)\s*(/[/*].*)?$")
 _NOT_A_DEF = re.compile(r"^(if|for|while|switch|return|do|else|case|typedef|goto)\b")
-_AGGREGATE_RE = re.compile(r"^(?:typedef\s+)?(?:static\s+)?(?:const\s+)?(struct|union|enum)\b")
 # a parameter declaration: a type and a name (``struct kvm *kvm,``, ``u32 msr)``)
 _PARAM_RE = re.compile(r"^\s+(?:[A-Za-z_]\w*[\s*]+)+[A-Za-z_]\w*(\[\w*\])?\s*(,|\)\s*;?)\s*(/\*.*\*/)?$")
 HEADER_CUT = 79

@@ -280,3 +280,12 @@ def test_review_does_not_load_dkim_but_b4_still_can():
             "import b4\nprint(callable(b4.dkim.verify), 'dns.resolver' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ["False", "True True"]
+
+
+def test_another_b4_version_is_one_line_exit_2(capsys, monkeypatch):
+    import b4
+
+    monkeypatch.setattr(b4, "__VERSION__", "0.15.2")
+    assert main(["review", ADD]) == 2
+    assert capsys.readouterr().err == ("kvm-review: error: b4 0.15.2 is installed; kvm-review needs b4 0.16.0 "
+                                       "(pip install b4==0.16.0)\n")
