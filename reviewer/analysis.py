@@ -37,7 +37,7 @@ def _follows(matcher: Matcher, hunk: Hunk, index: int) -> bool:
     return False
 
 
-def _candidates(matcher: Matcher, hunk: Hunk) -> list[int]:
+def _candidates(matcher: Matcher, patch: Patch, hunk: Hunk) -> list[int]:
     if not any(matcher.function_matches(f) for f in hunk.changed_functions):
         return []
     changed = hunk.changed
@@ -57,7 +57,7 @@ def _candidates(matcher: Matcher, hunk: Hunk) -> list[int]:
             continue
         if matcher.followed_by and not _follows(matcher, hunk, i):
             continue
-        if not all(predicates.LINE_PREDICATES[n](hunk, i) for n in matcher.predicates):
+        if not all(predicates.LINE_PREDICATES[n](matcher, patch, hunk, i) for n in matcher.predicates):
             continue
         found.append(i)
     return found
@@ -103,7 +103,7 @@ def line_findings(rule: Rule, patch: Patch) -> list[Finding]:
         if not matcher.file_matches(fdiff.path):
             continue
         for hunk in fdiff.hunks:
-            indexes = _candidates(matcher, hunk)
+            indexes = _candidates(matcher, patch, hunk)
             for function, group in groupby(indexes, key=lambda i: hunk.lines[i].function):
                 group = list(group)
                 anchor = _anchor(matcher.side, hunk, group)

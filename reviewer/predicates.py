@@ -1,6 +1,7 @@
 """The few things a TOML rule cannot say, as named predicates.
 
-Line predicates: ``(hunk, index) -> bool`` about ``hunk.lines[index]``.
+Line predicates: ``(matcher, patch, hunk, index) -> bool`` about
+``hunk.lines[index]`` (the rule's matcher, for its function list).
 Series predicates: ``(series, findings, params) -> [(patch, related patches)]``
 (patch 0 = the whole series).
 Rules name them; the engine knows nothing of what they test.
@@ -11,20 +12,26 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from reviewer.findings import ABI_CATEGORIES, Finding, severity_rank
-from reviewer.series import Hunk, Series
+from reviewer.series import Hunk, Patch, Series
+
+if TYPE_CHECKING:
+    from reviewer.rules import Matcher
 
 LOOKBACK = 10
 _NOT_HOST = re.compile(r"!\s*(?:\w+(?:->|\.))?host_initiated\b")
 _ERRNOS = r"-E(INVAL|2BIG|PERM|NXIO|OPNOTSUPP|BUSY|EXIST|RANGE|ACCES|NOTSUPP)\b"
-_ERR_RETURN = re.compile(r"\breturn\s+(" + _ERRNOS + r"|KVM_MSR_RET_\w+)")
+# an error return; ``return 1`` is how MSR handlers fail a write
+_ERR_RETURN = re.compile(r"\breturn\s+(" + _ERRNOS + r"|KVM_MSR_RET_\w+|1\s*;)")
 _ERR_ASSIGN = re.compile(r"\b(r|ret|err|rc)\s*=\s*" + _ERRNOS)
 _PRESET = re.compile(r"^\s*(?:r|ret|err|rc)\s*=\s*(-E\w+|\w+)\s*;")
 _RETURN_CALL = re.compile(r"^\s*return\s+[a-z_]\w*\s*\(")
 _CONDITION = re.compile(r"^\s*(if|else if)\b|^\s*(&&|\|\|)|(&&|\|\|)\s*$")
 _JUMP = re.compile(r"(break|goto \w+);")
 _AND_OR = re.compile(r"&&|\|\|")
+_ERRNO = re.compile(r"-E[A-Z0-9]+\b")
 _CLAUSE = re.compile(r"\bif\b|&&|\|\|")
 _AGGREGATE_OPEN = re.compile(r"^(?:struct|union)\s+\w+\s*\{")
 _PADDING = re.compile(r"\b\w*(?:pad|reserved|rsvd|unused)\w*\s*\[")
@@ -47,14 +54,15 @@ def _guard(hunk: Hunk, index: int) -> str:
     return " ".join(reversed(parts))
 
 
-def reaches_host_writes(hunk: Hunk, index: int) -> bool:
+def reaches_host_writes(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """A new failure of an MSR write that host-initiated writes reach too.
 
     ``if (!msr_info->host_initiated && ...) return 1;`` fails only the guest's
-    WRMSR (a #GP); anything not guarded by ``!host_initiated`` also fails
-    userspace's KVM_SET_MSRS.
+    WRMSR (a #GP); a condition without ``!host_initiated``, or one where it is
+    only one side of an ``||``, also fails userspace's KVM_SET_MSRS.
     """
-    return not _NOT_HOST.search(_guard(hunk, index) + " " + hunk.lines[index].text)
+    condition = _guard(hunk, index) + " " + _statement(hunk, index, hunk.lines[index].kind)
+    return not _NOT_HOST.search(condition) or "||" in condition
 
 
 def _block(hunk: Hunk, index: int) -> list[int]:
@@ -92,22 +100,38 @@ def _error_exit(hunk: Hunk, start: int) -> int | None:
     return None
 
 
-def widens_error_condition(hunk: Hunk, index: int) -> bool:
-    """An added condition (or clause) that leads to an error exit, with more
-    clauses than the lines it replaces: input accepted before now fails."""
+def _guarded_old_exit(hunk: Hunk, index: int) -> tuple[int, int] | None:
+    """For an added condition line leading to an error exit that the patch
+    did not add itself (neither the error return nor a jump's error preset):
+    (clauses added, clauses removed) in its run of changed lines. A new error
+    exit is userspace-reject-added's to report, not a condition's."""
     line = hunk.lines[index]
     if not line.added or not _CONDITION.search(line.text):
-        return False
+        return None
     exit_at = _error_exit(hunk, index)
-    if exit_at is None or (hunk.lines[exit_at].added and _ERR_RETURN.search(hunk.lines[exit_at].text)):
-        return False  # a new error return: userspace-reject-added reports it
+    if exit_at is None:
+        return None
+    exit_line = hunk.lines[exit_at]
+    if exit_line.added and _ERR_RETURN.search(exit_line.text):
+        return None
+    if _JUMP.match(exit_line.text.strip()):
+        preset = next((j for j in _side_lines(hunk, index)[::-1] if _PRESET.search(hunk.lines[j].text)), None)
+        if preset is not None and hunk.lines[preset].added:
+            return None
     block = _block(hunk, index)
     added = sum(len(_CLAUSE.findall(hunk.lines[i].text)) for i in block if hunk.lines[i].added)
     removed = sum(len(_CLAUSE.findall(hunk.lines[i].text)) for i in block if hunk.lines[i].removed)
-    return added > removed
+    return added, removed
 
 
-def in_existing_struct(hunk: Hunk, index: int) -> bool:
+def widens_error_condition(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """An added condition (or clause) leading to an existing error exit, with
+    more clauses than the lines it replaces: input accepted before now fails."""
+    clauses = _guarded_old_exit(hunk, index)
+    return clauses is not None and clauses[0] > clauses[1]
+
+
+def in_existing_struct(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """A member line of a struct/union that existed before the patch."""
     if not hunk.lines[index].text.rstrip().endswith(";"):
         return False
@@ -120,20 +144,18 @@ def in_existing_struct(hunk: Hunk, index: int) -> bool:
     return bool(_AGGREGATE_OPEN.match(hunk.section))
 
 
-def no_padding_reuse(hunk: Hunk, index: int) -> bool:
+def no_padding_reuse(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """Not the blessed way to extend a struct: carving a field out of padding."""
     return not any(ln.removed and _PADDING.search(ln.text) for ln in hunk.lines)
 
 
-def changes_error_condition(hunk: Hunk, index: int) -> bool:
-    """An added condition that replaces one leading to an error exit, with no
-    more clauses (the widening case is :func:`widens_error_condition`)."""
-    line = hunk.lines[index]
-    if not line.added or not _CONDITION.search(line.text) or _error_exit(hunk, index) is None:
-        return False
+def changes_error_condition(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """An added condition replacing one that leads to an existing error exit,
+    with no more clauses (the widening case is :func:`widens_error_condition`)."""
+    clauses = _guarded_old_exit(hunk, index)
     block = _block(hunk, index)
-    return any(hunk.lines[i].removed and _CONDITION.search(hunk.lines[i].text) for i in block) \
-        and not widens_error_condition(hunk, index)
+    return clauses is not None and clauses[0] <= clauses[1] and \
+        any(hunk.lines[i].removed and _CONDITION.search(hunk.lines[i].text) for i in block)
 
 
 def _statement(hunk: Hunk, index: int, kind: str) -> str:
@@ -148,7 +170,7 @@ def _statement(hunk: Hunk, index: int, kind: str) -> str:
     return " ".join(parts)
 
 
-def widens_return(hunk: Hunk, index: int) -> bool:
+def widens_return(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """An added ``return <call>(...)`` that the lines it replaces did not
     have, or that chains more conditions (``&&``/``||``) than they did."""
     if not hunk.lines[index].added:
@@ -162,7 +184,40 @@ def widens_return(hunk: Hunk, index: int) -> bool:
     return clauses > max(len(_AND_OR.findall(r)) for r in replaced)
 
 
-LINE_PREDICATES: dict[str, Callable[[Hunk, int], bool]] = {
+def _errors(text: str) -> set[str]:
+    return set(_ERRNO.findall(text))
+
+
+def not_a_move(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """The patch does not take out an error exit of the same kind in a
+    function the rule watches: a check moved from a helper into the ioctl,
+    or a blanket rejection narrowed to a new helper, is not a new rejection.
+
+    Same kind: the same error code as the line's own (or its guarded
+    exit's); for a line without one (a call), any error exit.
+    """
+    line = hunk.lines[index]
+    wanted = _errors(line.text)
+    exit_at = _error_exit(hunk, index) if _CONDITION.search(line.text) else None
+    if exit_at is not None:
+        wanted |= _errors(hunk.lines[exit_at].text)
+        if _JUMP.match(hunk.lines[exit_at].text.strip()):  # goto out: the preset says which error
+            preset = next((j for j in _side_lines(hunk, index)[::-1] if _PRESET.search(hunk.lines[j].text)), None)
+            if preset is not None:
+                wanted |= _errors(hunk.lines[preset].text)
+    for fdiff in patch.files:
+        for other in fdiff.hunks:
+            for ln in other.lines:
+                if not ln.removed or not (_ERR_RETURN.search(ln.text) or _ERR_ASSIGN.search(ln.text)):
+                    continue
+                watched = ln is not line and (matcher.function_matches(ln.function) or wanted & _errors(ln.text))
+                if watched and (not wanted or wanted & _errors(ln.text)):
+                    return False
+    return True
+
+
+LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
+    "not_a_move": not_a_move,
     "reaches_host_writes": reaches_host_writes,
     "widens_error_condition": widens_error_condition,
     "changes_error_condition": changes_error_condition,
