@@ -8,9 +8,8 @@ from itertools import groupby
 from reviewer import predicates
 from reviewer.findings import Finding, lower, severity_rank
 from reviewer.rules import Matcher, Rule, RuleSet
-from reviewer.series import DiffLine, FileDiff, Hunk, Patch, Series
+from reviewer.series import MAX_LINE, DiffLine, FileDiff, Hunk, Patch, Series
 
-MAX_LINE = 1000  # rules see at most this much of a line
 MAX_MAIL_TEXT = 100_000  # and this much of a changelog or cover letter
 FOLLOW_WINDOW = 4
 EXCERPT_BEFORE = 3
@@ -40,13 +39,10 @@ def _follows(matcher: Matcher, hunk: Hunk, index: int) -> bool:
 def _candidates(matcher: Matcher, patch: Patch, hunk: Hunk) -> list[int]:
     if not any(matcher.function_matches(f) for f in hunk.changed_functions):
         return []
-    changed = hunk.changed
-    if matcher.any_pattern is not None:
-        text = "\n".join(hunk.lines[i].text[:MAX_LINE] for i in changed)
-        if not matcher.any_pattern.search(text):
-            return []  # the common case: nothing in this hunk can match
+    if matcher.any_pattern is not None and not matcher.any_pattern.search(hunk.changed_text):
+        return []  # the common case: nothing in this hunk can match
     found = []
-    for i in changed:
+    for i in hunk.changed:
         line = hunk.lines[i]
         if not matcher.function_matches(line.function):
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import textwrap
 
@@ -72,12 +73,8 @@ def run_review(args, cfg, msgs) -> int:
     for rule_id, seconds in review.slow_rules:
         print(f"kvm-review: warning: rule {rule_id} is slow ({seconds:.1f} s on this series)", file=sys.stderr)
     fail_on = args.fail_on or cfg.get("fail_on", "warning")
-    made = []
-
-    def replies():
-        if not made:
-            made.append(_replies(review, args, cfg, ruleset))
-        return made[0]
+    # built once, and only if the format or --send needs them
+    replies = functools.cache(lambda: _replies(review, args, cfg, ruleset))
 
     colour = sys.stdout.isatty() and not args.output
     text = format_review(review, args.format or "text", fail_on, replies, colour)

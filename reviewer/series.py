@@ -22,6 +22,7 @@ from reviewer.errors import InputError
 _DIFF_START = re.compile(r"^(diff --git |--- \S)", re.M)
 _BINARY = re.compile(r"^GIT binary patch\n.*?(?=^diff --git |\Z)", re.M | re.S)
 _C_FILE = re.compile(r"\.[ch]$")
+MAX_LINE = 1000  # rules see at most this much of a line
 MAX_DETAIL = 120  # characters of the parser's complaint in an error message
 
 
@@ -55,6 +56,12 @@ class Hunk:
     def changed(self) -> list[int]:
         """Indexes of the added and removed lines."""
         return [i for i, line in enumerate(self.lines) if line.kind != " "]
+
+    @functools.cached_property
+    def changed_text(self) -> str:
+        """The changed lines, each cut to MAX_LINE characters, one a line:
+        a single search tells whether a rule can match anywhere in the hunk."""
+        return "\n".join(self.lines[i].text[:MAX_LINE] for i in self.changed)
 
     @functools.cached_property
     def changed_functions(self) -> set[str | None]:
