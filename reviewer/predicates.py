@@ -205,14 +205,12 @@ def not_a_move(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
             preset = next((j for j in _side_lines(hunk, index)[::-1] if _PRESET.search(hunk.lines[j].text)), None)
             if preset is not None:
                 wanted |= _errors(hunk.lines[preset].text)
-    for fdiff in patch.files:
-        for other in fdiff.hunks:
-            for ln in other.lines:
-                if not ln.removed or not (_ERR_RETURN.search(ln.text) or _ERR_ASSIGN.search(ln.text)):
-                    continue
-                watched = ln is not line and (matcher.function_matches(ln.function) or wanted & _errors(ln.text))
-                if watched and (not wanted or wanted & _errors(ln.text)):
-                    return False
+    for ln in patch.removed_lines:
+        if not (_ERR_RETURN.search(ln.text) or _ERR_ASSIGN.search(ln.text)):
+            continue
+        watched = ln is not line and (matcher.function_matches(ln.function) or wanted & _errors(ln.text))
+        if watched and (not wanted or wanted & _errors(ln.text)):
+            return False
     return True
 
 

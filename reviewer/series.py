@@ -94,6 +94,11 @@ class Patch:
     def trailer_values(self, name: str) -> list[str]:
         return [v for n, v in self.trailers if n.lower() == name.lower()]
 
+    @functools.cached_property
+    def removed_lines(self) -> list[DiffLine]:
+        """Every line the patch removes, in every file."""
+        return [ln for f in self.files for h in f.hunks for ln in h.lines if ln.removed]
+
     @property
     def paths(self) -> list[str]:
         return [f.path for f in self.files]
