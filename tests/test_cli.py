@@ -271,15 +271,19 @@ def test_a_500_patch_series_is_reviewed(capsys, tmp_path):
     assert flagged == set(range(5, 501, 5))
 
 
-def test_review_does_not_load_dkim_but_b4_still_can():
-    """b4 imports dkim (and dnspython) for attestation, which is off: it is
-    loaded on first use only."""
+def test_review_does_not_load_dkim_or_requests_but_b4_still_can():
+    """b4 imports dkim (and dnspython) for attestation, which is off, and
+    requests (with urllib3 and ssl) although a local review sends nothing:
+    both are loaded on first use only, and then work as before."""
     code = ("import sys\nfrom reviewer.cli import main\n"
             f"main(['review', {ADD!r}, '--format', 'json', '-o', '/dev/null'])\n"
-            "print('dns.resolver' in sys.modules)\n"
-            "import b4\nprint(callable(b4.dkim.verify), 'dns.resolver' in sys.modules)")
+            "print(sorted(m for m in ('dns.resolver', 'requests.sessions', 'urllib3') if m in sys.modules))\n"
+            "import b4\nprint(callable(b4.dkim.verify), 'dns.resolver' in sys.modules)\n"
+            "import requests\n"
+            "print(type(b4.get_requests_session()) is requests.sessions.Session, 'urllib3' in sys.modules)\n"
+            "print(b4.requests.exceptions.RequestException is requests.RequestException)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == ["False", "True True"]
+    assert out.splitlines() == ["[]", "True True", "True True", "True"]
 
 
 def test_another_b4_version_is_one_line_exit_2(capsys, monkeypatch):
