@@ -286,6 +286,17 @@ def test_review_does_not_load_dkim_or_requests_but_b4_still_can():
     assert out.splitlines() == ["[]", "True True", "True True", "True"]
 
 
+def test_a_header_is_parsed_once_however_often_it_is_read():
+    from reviewer import b4glue
+
+    raw = (b"From: =?utf-8?q?J=C3=B6rg?= <j@example.org>\nTo: kvm@vger.kernel.org, "
+           b"Sean <s@example.com>\nSubject: [PATCH] x\n\nbody\n")
+    one, two = b4glue.parse_bytes(raw), b4glue.parse_bytes(raw)
+    assert one["From"] is two["From"] is one["From"]
+    assert str(one["From"]) == "J\u00f6rg <j@example.org>"
+    assert [a.addr_spec for a in two["To"].addresses] == ["kvm@vger.kernel.org", "s@example.com"]
+
+
 def test_another_b4_version_is_one_line_exit_2(capsys, monkeypatch):
     import b4
 
