@@ -1,0 +1,60 @@
+"""The benchmark's arithmetic, and that it runs (its figures are not asserted: speed is measured, not tested)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import SAMPLES
+
+sys.path.insert(0, str(SAMPLES.parent / "bench"))
+import run  # noqa: E402
+
+
+def row(patches: int, ours: float, checkpatch: float | None = None, kind: str = "real") -> dict:
+    r = {"name": f"{kind}-{patches}", "kind": kind, "patches": patches, "changed_lines": 100 * patches,
+         "review": {"median_s": ours, "min_s": ours}}
+    if checkpatch is not None:
+        r["checkpatch"] = {"median_s": checkpatch}
+    return r
+
+
+def test_per_patch_fits_fixed_plus_slope_for_both_tools():
+    rows = [row(10, 0.15, 0.8), row(50, 0.25, 3.6), row(100, 0.375, 7.1), row(500, 1.375, 35.1),
+            row(4, 9.9, kind="sample")]  # samples are not part of the fit
+    fit = run.per_patch(rows)
+    assert fit["kvm_review"]["ms_per_patch"] == pytest.approx(2.5)
+    assert fit["kvm_review"]["fixed_s"] == pytest.approx(0.125)
+    assert fit["checkpatch"]["ms_per_patch"] == pytest.approx(70.0)
+    assert fit["checkpatch"]["fixed_s"] == pytest.approx(0.1)
+    assert fit["ratio"] == pytest.approx(28.0)
+
+
+def test_per_patch_needs_two_sizes_and_checkpatch_on_two():
+    assert run.per_patch([row(10, 0.15, 0.8)]) is None
+    fit = run.per_patch([row(10, 0.15, 0.8), row(100, 0.375)])
+    assert fit["kvm_review"]["ms_per_patch"] == pytest.approx(2.5)
+    assert "ratio" not in fit and "checkpatch" not in fit
+
+
+def test_linearity_compares_steps_between_sizes():
+    lin = run.linearity([row(10, 0.15), row(100, 0.375), row(500, 1.375)], startup=0.03)
+    assert [round(s["us_per_line"], 3) for s in lin["marginal"]] == [25.0, 25.0]
+    assert lin["linear"] is True and lin["spread"] == pytest.approx(1.0)
+
+
+def test_quick_run_writes_its_figures(tmp_path):
+    out = tmp_path / "figures.json"
+    proc = subprocess.run([sys.executable, str(SAMPLES.parent / "bench" / "run.py"), "--quick", "--generated",
+                           "--no-samples", "--runs", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert [(r["name"], r["patches"]) for r in doc["inputs"]] == [("generated-10", 10), ("generated-100", 100)]
+    assert set(doc["floor"]) == {"python", "python + b4"}
+    assert doc["per_patch"]["kvm_review"]["ms_per_patch"] > 0
+    assert doc["checks"][">= 10x faster than checkpatch per patch"] is None  # --quick: no checkpatch
+    assert "per patch (least squares over the sizes)" in proc.stdout
