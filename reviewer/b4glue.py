@@ -37,7 +37,7 @@ class _Deferred(types.ModuleType):
     """
 
     def __getattr__(self, name: str):
-        if name.startswith("__"):
+        if name.startswith("__") and name != "__path__":  # __path__: a submodule is imported
             raise AttributeError(name)
         if _IMPORTING and name in _ANNOTATION_ONLY.get(self.__name__, ()):
             return typing.Any
