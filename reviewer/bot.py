@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reviewer.errors import EXIT_CLEAN, EXIT_INPUT, InputError
+from reviewer.errors import EXIT_CLEAN, EXIT_INPUT, InputError, MaybeSent
 from reviewer.state import StateError
 
 KVM_FILES = (
@@ -429,6 +429,11 @@ class Bot:
             _hook("before-send")
             try:
                 status = self._deliver(row)
+            except MaybeSent as exc:  # left "sending": reported by `bot status`, never resent
+                self.state.mark(row["id"], "sending", str(exc))
+                self.log(f"{row['channel']} delivery of <{row['msgid']}> may have gone out, not resent "
+                         f"(see: kvm-review bot status): {exc}")
+                continue
             except InputError as exc:
                 failed = row["attempts"] + 1 >= 3
                 self.state.mark(row["id"], "failed" if failed else "pending", str(exc))
@@ -508,11 +513,35 @@ def status(cfg: BotConfig, out=None) -> int:
         stuck = st.rows("SELECT d.*, s.subject FROM deliveries d JOIN series s ON s.id = d.series_id "
                         "WHERE d.status IN ('sending', 'failed') ORDER BY d.id")
         for row in stuck:
-            what = ("interrupted while sending: it may or may not have gone out; check, then resolve by hand"
-                    if row["status"] == "sending" else f"failed: {row['error']}")
-            print(f"  NEEDS A HUMAN: {row['channel']} <{row['msgid']}> ({row['subject']!r}): {what}", file=out)
+            what = (f"failed: {row['error']}" if row["status"] == "failed" else
+                    f"may or may not have gone out ({row['error'] or 'interrupted while sending'})")
+            print(f"  NEEDS A HUMAN: {row['channel']} <{row['msgid']}> ({row['subject']!r}): {what}; "
+                  f"once checked: kvm-review bot resolve {row['msgid']} --as sent|resend", file=out)
     finally:
         st.close()
+    return EXIT_CLEAN
+
+
+def resolve(cfg: BotConfig, msgid: str | None, verdict: str | None, out=None) -> int:
+    """A human's word on a delivery that needs one: it went out (``sent``),
+    or send it again on the next run (``resend``)."""
+    from reviewer import state as statemod
+
+    if not msgid or not verdict:
+        raise InputError("bot resolve needs a Message-ID and --as sent or --as resend")
+    if not Path(cfg.state).exists():
+        raise InputError(f"no state yet ({cfg.state}): the bot has not run")
+    msgid = msgid.strip().strip("<>")
+    status = "sent" if verdict == "sent" else "pending"
+    st = statemod.State(cfg.state)
+    try:
+        n = st.resolve(msgid, status)
+    finally:
+        st.close()
+    if not n:
+        raise InputError(f"no delivery of <{msgid}> needs a human (see: kvm-review bot status)")
+    what = "marked sent" if status == "sent" else "queued: the next run sends it"
+    print(f"<{msgid}>: {what} ({n} deliver{'y' if n == 1 else 'ies'})", file=out or sys.stdout)
     return EXIT_CLEAN
 
 
@@ -525,7 +554,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="bot configuration (TOML; default: $KVM_REVIEW_BOT_CONFIG "
                    "or ~/.config/kvm-review/bot.toml)")
     p.add_argument("--once", action="store_true", help="one cycle, then exit (for cron)")
-    p.add_argument("action", nargs="?", choices=("run", "status"), default="run")
+    p.add_argument("action", nargs="?", choices=("run", "status", "resolve"), default="run")
+    p.add_argument("msgid", nargs="?", help="resolve: the Message-ID `bot status` names")
+    p.add_argument("--as", dest="verdict", choices=("sent", "resend"),
+                   help="resolve: it went out (sent), or send it again on the next run (resend)")
     return p
 
 
@@ -558,12 +590,16 @@ def run(cfg: BotConfig, once: bool, stop: threading.Event | None = None, out=Non
 
 def main(argv: list[str]) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_intermixed_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    if args.action != "resolve" and (args.msgid or args.verdict):
+        raise InputError(f"bot {args.action} takes no Message-ID or --as (they are for: bot resolve)")
     cfg = load_config(args.config)
     if args.action == "status":
         return status(cfg)
+    if args.action == "resolve":
+        return resolve(cfg, args.msgid, args.verdict)
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -571,4 +607,4 @@ def main(argv: list[str]) -> int:
     return run(cfg, args.once, stop)
 
 
-__all__ = ["main", "run", "status", "load_config", "EXIT_INPUT"]
+__all__ = ["main", "run", "status", "resolve", "load_config", "EXIT_INPUT"]

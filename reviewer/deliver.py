@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reviewer.config import git_config
-from reviewer.errors import InputError
+from reviewer.errors import InputError, MaybeSent
 
 
 @dataclass
@@ -42,6 +42,35 @@ def smtp_settings(cfg) -> SmtpSettings:
                         password=str(cfg.get("smtp_pass") or send.get("smtppass") or ""))
 
 
+class _Marks:
+    """smtplib, noting when a message's end (the lone "." line) has been sent."""
+
+    body_sent = False
+
+    def send(self, s):
+        super().send(s)
+        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+            self.body_sent = True
+
+
+class _SMTP(_Marks, smtplib.SMTP):
+    pass
+
+
+class _SMTPSSL(_Marks, smtplib.SMTP_SSL):
+    pass
+
+
+def _hang_up(smtp: smtplib.SMTP) -> None:
+    """QUIT, ignoring its failure: every message the server answered 250 is sent."""
+    try:
+        smtp.quit()
+    except (OSError, smtplib.SMTPException):
+        pass
+    finally:
+        smtp.close()
+
+
 def _recipients(msg) -> list[str]:
     from email.utils import getaddresses
 
@@ -57,23 +86,36 @@ def send(replies, settings: SmtpSettings, dry_run: bool = True, out=None) -> lis
             print(f"dry run: would send {reply.msg['Message-ID']} to {', '.join(_recipients(reply.msg))} "
                   f"via {settings.server}:{settings.port}", file=out)
         return sent
+    smtp = None
     try:
         if settings.encryption == "ssl":
-            smtp = smtplib.SMTP_SSL(settings.server, settings.port, timeout=settings.timeout,
-                                    context=ssl.create_default_context())
+            smtp = _SMTPSSL(settings.server, settings.port, timeout=settings.timeout,
+                            context=ssl.create_default_context())
         else:
-            smtp = smtplib.SMTP(settings.server, settings.port, timeout=settings.timeout)
-        with smtp:
-            if settings.encryption == "tls":
-                smtp.starttls(context=ssl.create_default_context())
-            if settings.user:
-                smtp.login(settings.user, settings.password)
-            for reply in replies:
-                smtp.send_message(reply.msg, to_addrs=_recipients(reply.msg))
-                sent.append(reply.msg["Message-ID"])
+            smtp = _SMTP(settings.server, settings.port, timeout=settings.timeout)
+        if settings.encryption == "tls":
+            smtp.starttls(context=ssl.create_default_context())
+        if settings.user:
+            smtp.login(settings.user, settings.password)
+        for reply in replies:
+            smtp.body_sent = False
+            smtp.send_message(reply.msg, to_addrs=_recipients(reply.msg))
+            sent.append(reply.msg["Message-ID"])
     except (OSError, smtplib.SMTPException) as exc:
         detail = " ".join(str(exc).replace(settings.password, "***").split()) if settings.password else str(exc)
-        raise InputError(f"SMTP {settings.server}:{settings.port}: {type(exc).__name__}: {detail}") from None
+        where = f"SMTP {settings.server}:{settings.port}: {type(exc).__name__}: {detail}"
+        if sent:
+            where += f" (already sent: {', '.join(sent)})"
+        # an answer refusing the mail (SMTPDataError...) is an answer: not sent; a
+        # lost connection or a timeout after its last line is no answer at all
+        lost = isinstance(exc, smtplib.SMTPServerDisconnected) or not isinstance(exc, smtplib.SMTPException)
+        if smtp is not None and smtp.body_sent and lost:
+            raise MaybeSent(f"{where}: the connection was lost after {reply.msg['Message-ID']} was sent, "
+                            "it may have been delivered") from None
+        raise InputError(where) from None
+    finally:
+        if smtp is not None:
+            _hang_up(smtp)
     return sent
 
 

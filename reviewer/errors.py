@@ -14,3 +14,8 @@ class InputError(Exception):
         text = " ".join(str(a) for a in self.args)
         # one line, whatever the cause carried
         return " ".join(text.split())
+
+
+class MaybeSent(InputError):
+    """A mail's connection failed after its last line had gone out: the
+    server may have taken it. Not to be sent again without a human's word."""

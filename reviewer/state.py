@@ -10,8 +10,10 @@
   a new message of the series arrives).
 - ``deliveries``: one row per reply / check, with its Message-ID and the
   exact bytes to send. ``pending`` -> ``sending`` (committed before the
-  send) -> ``sent`` (committed after). A row left in ``sending`` by a crash
-  may or may not have gone out: it is reported, never resent.
+  send) -> ``sent`` (committed after). A row left in ``sending`` by a crash,
+  or by a connection lost after the mail's last line went out, may or may
+  not have gone out: it is reported, never resent, until a human says
+  (``kvm-review bot resolve``).
 
 A review and all its deliveries are recorded in one transaction, so a crash
 leaves either nothing (the series is reviewed again) or every delivery
@@ -224,6 +226,14 @@ class State:
         with self.tx() as db:
             db.execute("UPDATE deliveries SET status = ?, error = ?, updated = ?, attempts = attempts + ? "
                        "WHERE id = ?", (status, error, time.time(), 1 if attempt else 0, delivery_id))
+
+    def resolve(self, msgid: str, status: str) -> int:
+        """A human's word on deliveries left ``sending`` or ``failed``: ``sent``
+        or ``pending`` (sent again by the next run). Returns how many."""
+        with self.tx() as db:
+            return db.execute("UPDATE deliveries SET status = ?, error = NULL, attempts = 0, updated = ? "
+                              "WHERE msgid = ? AND status IN ('sending', 'failed')",
+                              (status, time.time(), msgid)).rowcount
 
     # --- status ---------------------------------------------------------
     def counts(self) -> dict:

@@ -21,10 +21,14 @@ class Sink:
     def __init__(self):
         self.messages: list[bytes] = []
         self.lock = threading.Lock()
+        self.hang_ups = 0  # take this many mails, then hang up instead of answering 250
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:
             self.messages.append(envelope.original_content or envelope.content)
+            if self.hang_ups > 0:
+                self.hang_ups -= 1
+                server.transport.close()
         return "250 OK"
 
     def msgids(self) -> list[str]:

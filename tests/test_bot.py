@@ -178,6 +178,63 @@ def test_killed_after_send_is_reported_not_resent(lore_server, smtp, tmp_path, c
     assert rows == {"sending": 1, "sent": len(sent) - 1}
 
 
+def test_mail_the_server_may_have_taken_waits_for_a_human(lore_server, smtp, tmp_path, capsys):  # noqa: F811
+    """The SMTP server takes a reply and hangs up before answering: the bot
+    cannot know it went out, so it never sends it again by itself; `bot
+    resolve` says what happened."""
+    sink, port = smtp
+    sink.hang_ups = 1
+    lore_server.import_mbox(sample_bytes("02-add-adjustment.mbox"))
+    lore_server.start()
+    cfg = config(tmp_path, lore_server.base, port, delivery__outbox="")
+    assert run_bot(cfg, "--once") == 0
+    (first,) = sink.msgids()
+    msgid = first.strip("<>")
+    err = capsys.readouterr().err
+    assert (f"smtp delivery of <{msgid}> may have gone out, not resent (see: kvm-review bot status): "
+            f"SMTP 127.0.0.1:{port}: SMTPServerDisconnected: Connection unexpectedly closed: "
+            f"the connection was lost after {first} was sent, it may have been delivered") in err
+    out = status(cfg, capsys)
+    assert (f"  NEEDS A HUMAN: smtp <{msgid}> (\"KVM: x86: Clear AVX-512 in guest CPUID when XCR0 can't enable "
+            f"AVX-512 state\"): may or may not have gone out (SMTP 127.0.0.1:{port}: SMTPServerDisconnected: "
+            f"Connection unexpectedly closed: the connection was lost after {first} was sent, it may have been "
+            f"delivered); once checked: kvm-review bot resolve {msgid} --as sent|resend\n") in out
+    assert run_bot(cfg, "--once") == 0
+    assert sink.msgids() == [first]  # not resent
+    capsys.readouterr()
+    assert run_bot(cfg, action="resolve") == 2
+    assert capsys.readouterr().err == ("kvm-review: error: bot resolve needs a Message-ID and --as sent or "
+                                       "--as resend\n")
+    assert run_bot(cfg, f"<{msgid}>", "--as", "resend", action="resolve") == 0
+    assert capsys.readouterr().out == f"<{msgid}>: queued: the next run sends it (1 delivery)\n"
+    assert run_bot(cfg, "--once") == 0
+    assert sink.msgids() == [first, first]  # sent again, as the human asked
+    assert "NEEDS A HUMAN" not in status(cfg, capsys)
+    assert run_bot(cfg, msgid, "--as", "sent", action="resolve") == 2
+    assert capsys.readouterr().err == (f"kvm-review: error: no delivery of <{msgid}> needs a human "
+                                       "(see: kvm-review bot status)\n")
+
+
+def test_resolve_as_sent_closes_it(lore_server, smtp, tmp_path, capsys):  # noqa: F811
+    sink, port = smtp
+    sink.hang_ups = 1
+    lore_server.import_mbox(sample_bytes("02-add-adjustment.mbox"))
+    lore_server.start()
+    cfg = config(tmp_path, lore_server.base, port, delivery__outbox="")
+    assert run_bot(cfg, "--once") == 0
+    msgid = sink.msgids()[0].strip("<>")
+    capsys.readouterr()
+    assert run_bot(cfg, msgid, "--as", "sent", action="resolve") == 0, capsys.readouterr().err
+    assert capsys.readouterr().out == f"<{msgid}>: marked sent (1 delivery)\n"
+    out = status(cfg, capsys)
+    assert "NEEDS A HUMAN" not in out and "deliveries: sent 1\n" in out
+    assert run_bot(cfg, "--once") == 0
+    assert len(sink.messages) == 1
+    assert run_bot(cfg, msgid, action="status") == 2
+    assert capsys.readouterr().err == ("kvm-review: error: bot status takes no Message-ID or --as "
+                                       "(they are for: bot resolve)\n")
+
+
 def test_v1_then_v2_says_what_was_resolved(lore_server, smtp, tmp_path, capsys):  # noqa: F811
     sink, port = smtp
     lore_server.start()

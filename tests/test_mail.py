@@ -6,6 +6,7 @@ Golden files change on purpose only: KVM_REVIEW_UPDATE_GOLDEN=1 rewrites them.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import email
 import email.policy
@@ -185,6 +186,73 @@ def test_send_to_a_real_smtp_server():
     assert received["In-Reply-To"] == "<20241119130352.88213-1-r.lindqvist@example.org>"
     assert received["Subject"] == ("Re: [PATCH] KVM: x86: Clear AVX-512 in guest CPUID when XCR0 can't "
                                    "enable AVX-512 state")
+
+
+class Unreliable:
+    """An aiosmtpd handler that fails at one step: "data" takes the mail and
+    hangs up before answering, "rcpt" hangs up at RCPT, "refuse" answers
+    554 to the mail, "quit" takes the mail and answers QUIT with 421, "stall"
+    takes the mail and answers after the client's timeout."""
+
+    def __init__(self, how: str):
+        self.how, self.got = how, []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.how == "rcpt":
+            server.transport.close()
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.how == "refuse":
+            return "554 5.7.1 not today"
+        self.got.append(envelope.content)
+        if self.how == "data":
+            server.transport.close()
+        if self.how == "stall":
+            await asyncio.sleep(2)
+        return "250 OK"
+
+    async def handle_QUIT(self, server, session, envelope):
+        return "421 4.3.2 going down" if self.how == "quit" else "221 Bye"
+
+
+@pytest.mark.parametrize("how, error, maybe_sent", [
+    ("data", "SMTP 127.0.0.1:{port}: SMTPServerDisconnected: Connection unexpectedly closed: the connection was "
+             "lost after <kvm-review-test-1@example.org> was sent, it may have been delivered", True),
+    ("stall", "SMTP 127.0.0.1:{port}: SMTPServerDisconnected: Connection unexpectedly closed: timed out: "
+              "the connection was lost after "
+              "<kvm-review-test-1@example.org> was sent, it may have been delivered", True),
+    ("rcpt", "SMTP 127.0.0.1:{port}: SMTPServerDisconnected: Connection unexpectedly closed", False),
+    ("refuse", "SMTP 127.0.0.1:{port}: SMTPDataError: (554, b'5.7.1 not today')", False),
+    ("quit", None, False),
+])
+def test_a_lost_answer_after_the_mail_went_out_is_maybe_sent(how, error, maybe_sent):
+    """Only a failure after the mail's last line can mean it was taken: that
+    one is MaybeSent (the bot never resends it by itself); the others were
+    answered or cut before the mail, so they were not sent; a failing QUIT
+    after a 250 is no failure."""
+    from aiosmtpd.controller import Controller
+
+    from reviewer.errors import InputError, MaybeSent
+
+    handler = Unreliable(how)
+    port = _free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        out = replies_of(review_of("02-add-adjustment.mbox"))
+        settings = deliver.SmtpSettings(server="127.0.0.1", port=port, timeout=1 if how == "stall" else 5)
+        if error is None:
+            assert deliver.send(out, settings, dry_run=False) == ["<kvm-review-test-1@example.org>"]
+        else:
+            with pytest.raises(InputError) as info:
+                deliver.send(out, settings, dry_run=False)
+            assert str(info.value) == error.format(port=port)
+            assert isinstance(info.value, MaybeSent) is maybe_sent
+    finally:
+        controller.stop()
+    assert len(handler.got) == (0 if how in ("rcpt", "refuse") else 1)
 
 
 def test_dry_run_prints_and_never_shows_the_password(capsys):
