@@ -75,15 +75,15 @@ def _block(hunk: Hunk, index: int) -> list[int]:
     return list(range(lo, hi + 1))
 
 
-def _error_exit(hunk: Hunk, start: int) -> int | None:
+def _error_exit(hunk: Hunk, start: int, kind: str = "+") -> int | None:
     """Does the statement the condition at ``start`` guards fail the call?
 
     ``return -EINVAL;`` does; so does ``goto out;``/``break;`` unless the
     return value was last set to something that is not an error (ioctl
     dispatch presets ``r = -EFAULT`` and jumps out). Returns the index of
-    the exiting line, or None.
+    the exiting line, or None. ``kind``: the side read, new ("+") or old ("-").
     """
-    side = [i for i in range(len(hunk.lines)) if hunk.lines[i].kind in (" ", "+")]
+    side = [i for i in range(len(hunk.lines)) if hunk.lines[i].kind in (" ", kind)]
     for i in [i for i in side if i > start][:LOOKBACK]:
         text = hunk.lines[i].text.strip()
         if not text.endswith(";"):
@@ -188,15 +188,35 @@ def _errors(text: str) -> set[str]:
     return set(_ERRNO.findall(text))
 
 
+_IF = re.compile(r"\bif\s*\(")
+
+
+def _same_guard_failed(patch: Patch, guard: str) -> bool:
+    """The patch takes out an ``if`` with this very condition that failed the call."""
+    for f in patch.files:
+        for h in f.hunks:
+            for i, ln in enumerate(h.lines):
+                if ln.removed and " ".join(ln.text.split()) == guard and _error_exit(h, i, "-") is not None:
+                    return True
+    return False
+
+
 def not_a_move(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """The patch does not take out an error exit of the same kind in a
     function the rule watches: a check moved from a helper into the ioctl,
     or a blanket rejection narrowed to a new helper, is not a new rejection.
 
     Same kind: the same error code as the line's own (or its guarded
-    exit's); for a line without one (a call), any error exit.
+    exit's); for a line without one (a call), any error exit. Nor does it
+    take out, anywhere, an error exit under the very condition that now
+    guards the line: ``if (ran) return -EINVAL;`` in the ioctl becoming
+    ``if (ran) return check_equal(...);`` in the validator rejects less.
     """
     line = hunk.lines[index]
+    guard = " ".join(_guard(hunk, index).split())
+    starts = [m.start() for m in _IF.finditer(guard)]
+    if starts and _same_guard_failed(patch, guard[starts[-1]:]):
+        return False
     wanted = _errors(line.text)
     exit_at = _error_exit(hunk, index) if _CONDITION.search(line.text) else None
     if exit_at is not None:

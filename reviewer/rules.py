@@ -36,6 +36,9 @@ class Matcher:
     # line matching one of these (of kind followed_by_kind: context/added/any)
     followed_by: list[re.Pattern] = field(default_factory=list)
     followed_by_kind: str = "any"
+    # the line must sit inside a top-level definition whose opening line
+    # (``static const u32 msr_based_features[] = {``) matches one of these
+    within: list[re.Pattern] = field(default_factory=list)
     _functions_seen: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -161,9 +164,23 @@ def _choice(table: dict, key: str, choices: tuple[str, ...], where: str) -> str:
     return value
 
 
+MATCH_KEYS = ("files", "functions", "exclude_functions", "side", "patterns", "exclude_patterns", "predicates",
+              "followed_by", "followed_by_kind", "within")
+RULE_KEYS = ("id", "title", "category", "severity", "message", "why", "references", "acknowledgeable",
+             "checklist", "older_names", "examples", "match", "predicate", "params")
+
+
+def _known_keys(table: dict, keys: tuple[str, ...], where: str) -> None:
+    """A misspelt key would silently match everything or nothing: refuse it."""
+    unknown = sorted(set(table) - set(keys))
+    if unknown:
+        raise InputError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(keys)})")
+
+
 def _matcher(table: dict, where: str) -> Matcher:
     from reviewer import predicates
 
+    _known_keys(table, MATCH_KEYS, f"{where}: [rule.match]")
     side = _choice(table, "side", SIDES, where)
     functions = _strings(table, "functions", where)
     names = [f for f in functions if not f.startswith("re:")]
@@ -186,6 +203,7 @@ def _matcher(table: dict, where: str) -> Matcher:
         predicates=preds,
         followed_by=[compile_pattern(p, where) for p in _strings(table, "followed_by", where)],
         followed_by_kind=_choice(table, "followed_by_kind", ("any", "context", "changed"), where),
+        within=[compile_pattern(p, where) for p in _strings(table, "within", where)],
     )
 
 
@@ -196,6 +214,7 @@ def _rule(table: dict, source: str) -> Rule:
     from reviewer import predicates
 
     where = f"{source}: rule {table.get('id', '?')}"
+    _known_keys(table, RULE_KEYS, where)
     for key in REQUIRED:
         if key not in table:
             raise InputError(f"{where}: missing {key!r}")

@@ -40,5 +40,25 @@ def test_a_widened_msr_write_condition():
 
 
 def test_a_blanket_rejection_narrowed_to_a_new_helper():
-    assert found(diff("narrowed-to-helper.diff")) == [
-        ("userspace-reject-relaxed", 5233, "kvm_arch_vcpu_ioctl")]
+    narrowed = diff("narrowed-to-helper.diff")
+    assert found(narrowed) == [("userspace-reject-relaxed", 5233, "kvm_arch_vcpu_ioctl")]
+    # the validator returns the helper under a condition that failed nothing before: a new way to fail
+    other_guard = narrowed.replace("+\tif (vcpu->arch.last_vmentry_cpu != -1)\n", "+\tif (vcpu->arch.cpuid_nent)\n")
+    assert found(other_guard) == [("userspace-reject-callee", 322, "kvm_set_cpuid"),
+                                  ("userspace-reject-relaxed", 5233, "kvm_arch_vcpu_ioctl")]
+    # the same condition taken out where it guarded a success is no move either
+    no_error = narrowed.replace("-\t\tr = -EINVAL;\n", "-\t\tr = 0;\n")
+    assert ("userspace-reject-callee", 322, "kvm_set_cpuid") in found(no_error)
+
+
+def test_within_finds_the_definition_a_line_sits_in():
+    """The hunk header names the first array; a line after it in another
+    array is judged by the array it is in, read from the hunk."""
+    assert found(diff("feature-msr.diff")) == [("userspace-reject-feature-msr", 452, None)]
+    first_only = diff("feature-msr.diff").replace("+\tMSR_PLATFORM_INFO, /* frozen after KVM_RUN */\n", "").replace(
+        "+440,16", "+440,15")
+    assert found(first_only) == []
+    # the header alone says where a hunk starting inside the array is (one
+    # finding: lines outside any function are grouped by hunk)
+    inside = diff("feature-msr.diff").replace("emulated_msrs_all[] = {", "msr_based_features_all_except_vmx[] = {")
+    assert found(inside) == [("userspace-reject-feature-msr", 442, None)]

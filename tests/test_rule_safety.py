@@ -116,6 +116,20 @@ def test_unknown_predicate_is_an_error_not_a_lookup(tmp_path, capsys, predicate)
     assert "unknown predicate" in message
 
 
+@pytest.mark.parametrize("old, new, error", [
+    ("patterns = [", "pattern = [", "[rule.match]: unknown key 'pattern' (known: files, functions, "
+     "exclude_functions, side, patterns, exclude_patterns, predicates, followed_by, followed_by_kind, within)"),
+    ('severity = "warning"', 'severity = "warning"\nseverty = "error"', "unknown key 'severty' (known: id, "
+     "title, category, severity, message, why, references, acknowledgeable, checklist, older_names, examples, "
+     "match, predicate, params)"),
+])
+def test_a_misspelt_key_is_refused_not_ignored(tmp_path, capsys, old, new, error):
+    directory = rule_dir(tmp_path)
+    path = directory / "test.toml"
+    path.write_text(path.read_text().replace(old, new, 1))
+    assert cli_error(capsys, "rules", "list", "--rules", str(directory)) == f"{path}: rule test-rule: {error}"
+
+
 def test_message_placeholders_are_not_format_strings(tmp_path, capsys):
     """{file} and {function} are replaced as text: no attribute or index lookup."""
     directory = rule_dir(tmp_path, patterns=r"'best->edx &= '",

@@ -105,7 +105,7 @@ def test_rule_pattern_names_exist(tree_text):
             continue
         matcher = rule.matcher
         names = set()
-        for pattern in matcher.patterns + matcher.exclude_patterns + matcher.followed_by:
+        for pattern in matcher.patterns + matcher.exclude_patterns + matcher.followed_by + matcher.within:
             names |= literals(pattern.pattern)
         checked += len(names)
         problems += _problems(rule, names, lambda n: re.search(rf"\b{n}" if n.endswith("_") else rf"{n}",
