@@ -178,10 +178,9 @@ def test_killed_after_send_is_reported_not_resent(lore_server, smtp, tmp_path, c
     assert rows == {"sending": 1, "sent": len(sent) - 1}
 
 
-def test_mail_the_server_may_have_taken_waits_for_a_human(lore_server, smtp, tmp_path, capsys):  # noqa: F811
-    """The SMTP server takes a reply and hangs up before answering: the bot
-    cannot know it went out, so it never sends it again by itself; `bot
-    resolve` says what happened."""
+def _hung_up_once(lore_server, smtp, tmp_path) -> tuple[str, str]:  # noqa: F811
+    """One series reviewed; the SMTP server takes its reply and hangs up
+    before answering. Returns (bot config, the reply's Message-ID)."""
     sink, port = smtp
     sink.hang_ups = 1
     lore_server.import_mbox(sample_bytes("02-add-adjustment.mbox"))
@@ -189,6 +188,15 @@ def test_mail_the_server_may_have_taken_waits_for_a_human(lore_server, smtp, tmp
     cfg = config(tmp_path, lore_server.base, port, delivery__outbox="")
     assert run_bot(cfg, "--once") == 0
     (first,) = sink.msgids()
+    return cfg, first
+
+
+def test_mail_the_server_may_have_taken_waits_for_a_human(lore_server, smtp, tmp_path, capsys):  # noqa: F811
+    """The SMTP server takes a reply and hangs up before answering: the bot
+    cannot know it went out, so it never sends it again by itself; `bot
+    resolve` says what happened."""
+    sink, port = smtp
+    cfg, first = _hung_up_once(lore_server, smtp, tmp_path)
     msgid = first.strip("<>")
     err = capsys.readouterr().err
     assert (f"smtp delivery of <{msgid}> may have gone out, not resent (see: kvm-review bot status): "
@@ -216,13 +224,9 @@ def test_mail_the_server_may_have_taken_waits_for_a_human(lore_server, smtp, tmp
 
 
 def test_resolve_as_sent_closes_it(lore_server, smtp, tmp_path, capsys):  # noqa: F811
-    sink, port = smtp
-    sink.hang_ups = 1
-    lore_server.import_mbox(sample_bytes("02-add-adjustment.mbox"))
-    lore_server.start()
-    cfg = config(tmp_path, lore_server.base, port, delivery__outbox="")
-    assert run_bot(cfg, "--once") == 0
-    msgid = sink.msgids()[0].strip("<>")
+    sink, _ = smtp
+    cfg, first = _hung_up_once(lore_server, smtp, tmp_path)
+    msgid = first.strip("<>")
     capsys.readouterr()
     assert run_bot(cfg, msgid, "--as", "sent", action="resolve") == 0, capsys.readouterr().err
     assert capsys.readouterr().out == f"<{msgid}>: marked sent (1 delivery)\n"
