@@ -124,26 +124,43 @@ def build_inputs(args, work: Path, log) -> tuple[list[dict], object]:
     return inputs, tree
 
 
-def linearity(rows: list[dict], startup: float) -> dict | None:
-    """Cost per changed line between successive sizes, start-up taken out: linear if they agree within 1.5x.
+# "linear": no size is further from the straight line than this share of the
+# largest series' time (a share of each size's own time would judge the small
+# sizes, all start-up and noise, and not the cost that grows)
+MAX_RESIDUAL = 0.05
 
-    Differences of the fastest runs: a median still carries the noise of a
-    busy machine, and between close sizes that noise is most of the step.
-    """
-    sized = sorted((r for r in rows if r["kind"] != "sample"), key=lambda r: r["changed_lines"])
+
+def _fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares straight line through (x, y) points: (intercept, slope)."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    slope = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
+    return my - slope * mx, slope
+
+
+def linearity(rows: list[dict]) -> dict | None:
+    """Is wall time a straight line in changed lines? One least-squares line
+    through the sized series (medians); linear if no size lies further from
+    it than MAX_RESIDUAL of the largest series' time. A cost that grows
+    faster (a quadratic step, a cache that stops fitting) bends the sizes off
+    the line by much more. The steps between successive sizes are kept for
+    reading, not judged: between close sizes a step is mostly noise."""
+    sized = sorted((r for r in rows if r["kind"] != "sample" and r["changed_lines"]),
+                   key=lambda r: r["changed_lines"])
     if len(sized) < 2:
         return None
-    steps = []
-    for a, b in zip(sized, sized[1:]):
-        dl = b["changed_lines"] - a["changed_lines"]
-        if dl > 0:
-            steps.append({"from": a["name"], "to": b["name"],
-                          "us_per_line": 1e6 * (b["review"]["min_s"] - a["review"]["min_s"]) / dl})
-    per_line = [1e6 * (r["review"]["median_s"] - startup) / r["changed_lines"] for r in sized if r["changed_lines"]]
-    costs = [s["us_per_line"] for s in steps]
-    spread = max(costs) / min(costs) if costs and min(costs) > 0 else None
-    return {"marginal": steps, "us_per_line_net_of_startup": per_line, "spread": spread,
-            "linear": spread is not None and spread <= 1.5}
+    fixed, per_line = _fit([(r["changed_lines"], r["review"]["median_s"]) for r in sized])
+    largest = sized[-1]["review"]["median_s"]
+    residuals = {r["name"]: (r["review"]["median_s"] - fixed - per_line * r["changed_lines"]) / largest
+                 for r in sized}
+    steps = [{"from": a["name"], "to": b["name"],
+              "us_per_line": 1e6 * (b["review"]["median_s"] - a["review"]["median_s"])
+              / (b["changed_lines"] - a["changed_lines"])}
+             for a, b in zip(sized, sized[1:]) if b["changed_lines"] > a["changed_lines"]]
+    worst = max(abs(v) for v in residuals.values())
+    return {"us_per_line": 1e6 * per_line, "fixed_s": fixed, "residuals": residuals, "worst_residual": worst,
+            "steps": steps, "linear": len(sized) > 2 and worst <= MAX_RESIDUAL}
 
 
 def per_patch(rows: list[dict]) -> dict | None:
@@ -158,11 +175,8 @@ def per_patch(rows: list[dict]) -> dict | None:
         return None
 
     def fit(points: list[tuple[int, float]]) -> dict:
-        n = len(points)
-        mx = sum(x for x, _ in points) / n
-        my = sum(y for _, y in points) / n
-        slope = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
-        return {"ms_per_patch": 1e3 * slope, "fixed_s": my - slope * mx}
+        fixed, slope = _fit(points)
+        return {"ms_per_patch": 1e3 * slope, "fixed_s": fixed}
 
     out = {"kvm_review": fit([(r["patches"], r["review"]["median_s"]) for r in sized])}
     with_cp = [r for r in sized if "checkpatch" in r]
@@ -314,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    lin = linearity(rows, startup["median_s"])
+    lin = linearity(rows)
     fit = per_patch(rows)
     by_size = {r["size"]: r for r in rows if r["kind"] != "sample"}
     s10, s500 = by_size.get(10), by_size.get(500)
@@ -345,9 +359,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{fmt(r.get('checkpatch', {}).get('median_s'), '.2f'):>6} "
               f"{fmt(r.get('checkpatch_ms_per_patch'), '.1f'):>7} {fmt(r.get('ratio'), '.1f'):>6}")
     if lin:
-        print("\ncost per changed line between sizes (start-up cancels out): "
-              + ", ".join(f"{s['from']}->{s['to']} {s['us_per_line']:.1f} us" for s in lin["marginal"])
-              + f"; spread {fmt(lin['spread'], '.2f')}x")
+        print(f"\nlinear in changed lines: {lin['us_per_line']:.1f} us a line + {lin['fixed_s']:.3f} s fixed; "
+              "off the line by " + ", ".join(f"{name} {100 * v:+.1f}%" for name, v in lin["residuals"].items())
+              + f" of the largest run (linear: all within {100 * MAX_RESIDUAL:.0f}%)")
+        print("steps between sizes (read, not judged): "
+              + ", ".join(f"{s['from']}->{s['to']} {s['us_per_line']:.1f} us/line" for s in lin["steps"]))
     if fit:
         ours = fit["kvm_review"]
         line = (f"\nper patch (least squares over the sizes): kvm-review {ours['ms_per_patch']:.2f} ms a patch "

@@ -40,10 +40,19 @@ def test_per_patch_needs_two_sizes_and_checkpatch_on_two():
     assert "ratio" not in fit and "checkpatch" not in fit
 
 
-def test_linearity_compares_steps_between_sizes():
-    lin = run.linearity([row(10, 0.15), row(100, 0.375), row(500, 1.375)], startup=0.03)
-    assert [round(s["us_per_line"], 3) for s in lin["marginal"]] == [25.0, 25.0]
-    assert lin["linear"] is True and lin["spread"] == pytest.approx(1.0)
+def test_linearity_is_a_straight_line_in_changed_lines():
+    lin = run.linearity([row(10, 0.15), row(100, 0.375), row(500, 1.375), row(4, 9.9, kind="sample")])
+    assert lin["us_per_line"] == pytest.approx(25.0) and lin["fixed_s"] == pytest.approx(0.125)
+    assert lin["worst_residual"] == pytest.approx(0.0, abs=1e-9) and lin["linear"] is True
+    assert [round(s["us_per_line"], 3) for s in lin["steps"]] == [25.0, 25.0]
+    # a cost growing with the square of the series is off the line
+    curved = run.linearity([row(n, 0.1 + 5e-6 * n * n) for n in (10, 50, 100, 500)])
+    assert curved["linear"] is False and curved["worst_residual"] > run.MAX_RESIDUAL
+    # noise between two close sizes is not curvature
+    noisy = run.linearity([row(10, 0.154), row(50, 0.223), row(100, 0.337), row(500, 1.374)])
+    assert noisy["linear"] is True
+    # two sizes always make a line: nothing to judge
+    assert run.linearity([row(10, 0.15), row(100, 0.375)])["linear"] is False
 
 
 def test_quick_run_writes_its_figures(tmp_path):
