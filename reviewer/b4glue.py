@@ -17,6 +17,7 @@ import importlib
 import logging
 import re
 import sys
+import threading
 import types
 import typing
 from dataclasses import dataclass, field
@@ -41,12 +42,15 @@ class _Deferred(types.ModuleType):
             raise AttributeError(name)
         if _IMPORTING and name in _ANNOTATION_ONLY.get(self.__name__, ()):
             return typing.Any
-        sys.modules.pop(self.__name__, None)
-        real = importlib.import_module(self.__name__)
-        self.__dict__.update(real.__dict__)
+        with _LOADING:  # two threads' first uses: one import, one module
+            if sys.modules.get(self.__name__) is self:
+                del sys.modules[self.__name__]
+            real = importlib.import_module(self.__name__)
+            self.__dict__.update(real.__dict__)
         return getattr(real, name)
 
 
+_LOADING = threading.RLock()
 _ANNOTATION_ONLY = {"requests": ("Session",)}
 _IMPORTING = True
 for _name in ("dkim", "requests"):

@@ -287,6 +287,15 @@ def test_review_does_not_load_dkim_or_requests_but_b4_still_can():
     assert out.splitlines() == ["[]", "True True", "True True", "True True"]
 
 
+def test_threads_first_using_a_stand_in_get_one_module():
+    code = ("import sys, threading\nimport reviewer.b4glue, b4\ngot = []\n"
+            "threads = [threading.Thread(target=lambda: got.append(b4.requests.exceptions)) for _ in range(8)]\n"
+            "[t.start() for t in threads]\n[t.join() for t in threads]\nimport requests\n"
+            "print(len(got), all(g is requests.exceptions for g in got), type(sys.modules['requests']).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["8", "True", "module"]
+
+
 def test_a_header_is_parsed_once_however_often_it_is_read():
     from reviewer import b4glue
 
