@@ -262,6 +262,26 @@ def bot_bench(args, log) -> int:
     return 0 if all(checks.values()) else 1
 
 
+def compare(old: dict, new: dict) -> list[str]:
+    """Lines saying how each figure moved from an earlier run's JSON to this one."""
+    def moved(label: str, before: float | None, after: float | None, unit: str = "s", spec: str = ".3f") -> str:
+        if before is None or after is None:
+            return f"  {label:24} {'-':>9} -> {fmt(after, spec):>9} {unit}"
+        change = 100 * (after - before) / before if before else 0.0
+        return f"  {label:24} {before:>9{spec}} -> {after:>9{spec}} {unit} ({change:+.0f}%)"
+
+    lines = [f"compared with {old.get('commit') or '?'} of {old.get('when', '?')}:",
+             moved("start-up", old.get("startup", {}).get("median_s"), new["startup"]["median_s"])]
+    before = {r["name"]: r for r in old.get("inputs", [])}
+    for row in new["inputs"]:
+        earlier = before.get(row["name"], {}).get("review", {}).get("median_s")
+        lines.append(moved(row["name"], earlier, row["review"]["median_s"]))
+    ours = (old.get("per_patch") or {}).get("kvm_review", {}).get("ms_per_patch")
+    now = (new.get("per_patch") or {}).get("kvm_review", {}).get("ms_per_patch")
+    lines.append(moved("per patch", ours, now, "ms", ".2f"))
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpatch", metavar="PATH", help="scripts/checkpatch.pl of a kernel tree "
@@ -276,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-samples", action="store_true", help="leave out samples/*.mbox")
     ap.add_argument("--json", default=str(HERE / "results" / "latest.json"), metavar="OUT",
                     help="write the figures here (default bench/results/latest.json)")
+    ap.add_argument("--compare", metavar="OLD", help="also print how each figure moved since OLD (an earlier "
+                    "--json file)")
     ap.add_argument("--quick", action="store_true", help="1 run, sizes 10,100, no checkpatch: a smoke test")
     ap.add_argument("--bot", action="store_true", help="measure bot triage instead: a local public-inbox of "
                     "--bot-messages messages, one cold `kvm-review bot run --once` (bench/README.md)")
@@ -284,6 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bot-profile", metavar="OUT", help="with --bot: run the bot under pyinstrument, text to OUT")
     ap.add_argument("--keep", action="store_true", help="with --bot: keep the inbox and state (path printed)")
     args = ap.parse_args(argv)
+    previous = None
+    if args.compare:
+        try:
+            previous = json.loads(Path(args.compare).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--compare {args.compare}: cannot read it: {exc}") from None
     if args.quick:
         args.runs, args.sizes = 1, "10,100"
     args.sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -390,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         "targets": TARGETS,
         "checks": checks,
     }
+    if previous is not None:
+        print("\n" + "\n".join(compare(previous, result)))
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -55,6 +55,29 @@ def test_linearity_is_a_straight_line_in_changed_lines():
     assert run.linearity([row(10, 0.15), row(100, 0.375)])["linear"] is False
 
 
+def test_compare_says_how_each_figure_moved():
+    old = {"commit": "abc1234", "when": "2026-11-25T21:30:31+0000", "startup": {"median_s": 0.035},
+           "inputs": [row(10, 0.28), row(500, 1.70)], "per_patch": {"kvm_review": {"ms_per_patch": 2.9}}}
+    new = {"startup": {"median_s": 0.030}, "inputs": [row(10, 0.154), row(50, 0.241), row(500, 1.368)],
+           "per_patch": {"kvm_review": {"ms_per_patch": 2.49}}}
+    assert run.compare(old, new) == [
+        "compared with abc1234 of 2026-11-25T21:30:31+0000:",
+        "  start-up                     0.035 ->     0.030 s (-14%)",
+        "  real-10                      0.280 ->     0.154 s (-45%)",
+        "  real-50                          - ->     0.241 s",
+        "  real-500                     1.700 ->     1.368 s (-20%)",
+        "  per patch                     2.90 ->      2.49 ms (-14%)",
+    ]
+
+
+def test_compare_with_an_unreadable_file_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, str(SAMPLES.parent / "bench" / "run.py"), "--compare",
+                           str(tmp_path / "nope.json")], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr == (f"--compare {tmp_path / 'nope.json'}: cannot read it: [Errno 2] No such file or "
+                           f"directory: '{tmp_path / 'nope.json'}'\n")
+
+
 def test_quick_run_writes_its_figures(tmp_path):
     out = tmp_path / "figures.json"
     proc = subprocess.run([sys.executable, str(SAMPLES.parent / "bench" / "run.py"), "--quick", "--generated",
