@@ -160,7 +160,7 @@ def linearity(rows: list[dict]) -> dict | None:
              for a, b in zip(sized, sized[1:]) if b["changed_lines"] > a["changed_lines"]]
     worst = max(abs(v) for v in residuals.values())
     return {"us_per_line": 1e6 * per_line, "fixed_s": fixed, "residuals": residuals, "worst_residual": worst,
-            "steps": steps, "linear": len(sized) > 2 and worst <= MAX_RESIDUAL}
+            "steps": steps, "linear": worst <= MAX_RESIDUAL if len(sized) > 2 else None}  # 2 points: a line
 
 
 def per_patch(rows: list[dict]) -> dict | None:

@@ -52,7 +52,7 @@ def test_linearity_is_a_straight_line_in_changed_lines():
     noisy = run.linearity([row(10, 0.154), row(50, 0.223), row(100, 0.337), row(500, 1.374)])
     assert noisy["linear"] is True
     # two sizes always make a line: nothing to judge
-    assert run.linearity([row(10, 0.15), row(100, 0.375)])["linear"] is False
+    assert run.linearity([row(10, 0.15), row(100, 0.375)])["linear"] is None
 
 
 def test_compare_says_how_each_figure_moved():
@@ -89,4 +89,5 @@ def test_quick_run_writes_its_figures(tmp_path):
     assert set(doc["floor"]) == {"python", "python + b4"}
     assert doc["per_patch"]["kvm_review"]["ms_per_patch"] > 0
     assert doc["checks"][">= 10x faster than checkpatch per patch"] is None  # --quick: no checkpatch
+    assert doc["checks"]["linear in changed lines"] is None  # two sizes: nothing to judge
     assert "per patch (least squares over the sizes)" in proc.stdout
