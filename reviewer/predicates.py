@@ -100,11 +100,35 @@ def _error_exit(hunk: Hunk, start: int, kind: str = "+") -> int | None:
     return None
 
 
-def _guarded_old_exit(hunk: Hunk, index: int) -> tuple[int, int] | None:
+_CALL = re.compile(r"(!\s*)?\b([a-z_]\w*)\s*\(")
+
+
+def _helper_widening(patch: Patch, added: list[str], removed: list[str]) -> int:
+    """Clauses by which helpers the new condition newly calls, and whose
+    bodies this same patch changes, widen it: a guard renamed to a helper
+    that tests one thing more. Under ``!helper()`` an added ``&&`` widens
+    the guard (``!(a && b)`` is ``!a || !b``); without it an added ``||``."""
+    before = {m.group(2) for text in removed for m in _CALL.finditer(text)}
+    calls = {m.group(2): bool(m.group(1)) for text in added for m in _CALL.finditer(text)
+             if m.group(2) not in before}
+    widening = 0
+    for name, negated in calls.items():
+        op = "&&" if negated else "||"
+        for f in patch.files:
+            for h in f.hunks:
+                body = [i for i in h.changed if h.lines[i].added and h.lines[i].function == name]
+                for j in {j for i in body for j in _block(h, i)}:
+                    count = h.lines[j].text.count(op)
+                    widening += count if h.lines[j].added else -count
+    return max(0, widening)
+
+
+def _guarded_old_exit(hunk: Hunk, index: int, patch: Patch | None = None) -> tuple[int, int] | None:
     """For an added condition line leading to an error exit that the patch
     did not add itself (neither the error return nor a jump's error preset):
-    (clauses added, clauses removed) in its run of changed lines. A new error
-    exit is userspace-reject-added's to report, not a condition's."""
+    (clauses added, clauses removed) in its run of changed lines, counting
+    what a changed helper it now calls adds (:func:`_helper_widening`). A
+    new error exit is userspace-reject-added's to report, not a condition's."""
     line = hunk.lines[index]
     if not line.added or not _CONDITION.search(line.text):
         return None
@@ -121,13 +145,16 @@ def _guarded_old_exit(hunk: Hunk, index: int) -> tuple[int, int] | None:
     block = _block(hunk, index)
     added = sum(len(_CLAUSE.findall(hunk.lines[i].text)) for i in block if hunk.lines[i].added)
     removed = sum(len(_CLAUSE.findall(hunk.lines[i].text)) for i in block if hunk.lines[i].removed)
+    if patch is not None:
+        added += _helper_widening(patch, [hunk.lines[i].text for i in block if hunk.lines[i].added],
+                                  [hunk.lines[i].text for i in block if hunk.lines[i].removed])
     return added, removed
 
 
 def widens_error_condition(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """An added condition (or clause) leading to an existing error exit, with
     more clauses than the lines it replaces: input accepted before now fails."""
-    clauses = _guarded_old_exit(hunk, index)
+    clauses = _guarded_old_exit(hunk, index, patch)
     return clauses is not None and clauses[0] > clauses[1]
 
 
@@ -152,7 +179,7 @@ def no_padding_reuse(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> 
 def changes_error_condition(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """An added condition replacing one that leads to an existing error exit,
     with no more clauses (the widening case is :func:`widens_error_condition`)."""
-    clauses = _guarded_old_exit(hunk, index)
+    clauses = _guarded_old_exit(hunk, index, patch)
     block = _block(hunk, index)
     return clauses is not None and clauses[0] <= clauses[1] and \
         any(hunk.lines[i].removed and _CONDITION.search(hunk.lines[i].text) for i in block)

@@ -62,3 +62,18 @@ def test_within_finds_the_definition_a_line_sits_in():
     # finding: lines outside any function are grouped by hunk)
     inside = diff("feature-msr.diff").replace("emulated_msrs_all[] = {", "msr_based_features_all_except_vmx[] = {")
     assert found(inside) == [("userspace-reject-feature-msr", 442, None)]
+
+
+def test_a_guard_renamed_to_a_helper_that_tests_one_thing_more():
+    """``kvm_vcpu_has_run()`` becomes ``!kvm_vcpu_model_is_open()``, whose
+    new body adds ``&& !nested_state_set``: under the ``!`` the write fails
+    in one more case (real: "Disallow setting CPUID and/or feature MSRs if
+    L2 is active")."""
+    widened = diff("helper-widened.diff")
+    assert found(widened) == [("userspace-reject-msr-condition", 2313, "do_set_msr")]
+    # a helper only renamed, or tested one thing more where that narrows the guard: a change, not a widening
+    renamed = widened.replace(" && !vcpu->arch.nested_state_set;", ";").replace("== -1;", "!= -1;").replace(
+        "!kvm_vcpu_model_is_open(vcpu) &&", "kvm_vcpu_model_is_open(vcpu) &&")
+    assert found(renamed) == [("userspace-reject-condition-changed", 2313, "do_set_msr")]
+    narrowed = widened.replace("!kvm_vcpu_model_is_open(vcpu) &&", "kvm_vcpu_model_is_open(vcpu) &&")
+    assert found(narrowed) == [("userspace-reject-condition-changed", 2313, "do_set_msr")]
