@@ -70,6 +70,7 @@ def _require_pinned_b4() -> None:
         raise InputError(f"b4 {b4.__VERSION__} is installed; kvm-review needs b4 {B4_VERSION} "
                          f"(pip install b4=={B4_VERSION})")
 
+
 class _ParsedOnce(email.headerregistry.HeaderRegistry):
     """The stdlib parses a header anew on every read, and builds a new class
     on every lookup of a header name; b4 reads each header of a message about

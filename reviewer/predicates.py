@@ -123,7 +123,7 @@ def _helper_widening(patch: Patch, added: list[str], removed: list[str]) -> int:
     return max(0, widening)
 
 
-def _guarded_old_exit(hunk: Hunk, index: int, patch: Patch | None = None) -> tuple[int, int] | None:
+def _guarded_old_exit(hunk: Hunk, index: int, patch: Patch) -> tuple[int, int] | None:
     """For an added condition line leading to an error exit that the patch
     did not add itself (neither the error return nor a jump's error preset):
     (clauses added, clauses removed) in its run of changed lines, counting
@@ -145,9 +145,8 @@ def _guarded_old_exit(hunk: Hunk, index: int, patch: Patch | None = None) -> tup
     block = _block(hunk, index)
     added = sum(len(_CLAUSE.findall(hunk.lines[i].text)) for i in block if hunk.lines[i].added)
     removed = sum(len(_CLAUSE.findall(hunk.lines[i].text)) for i in block if hunk.lines[i].removed)
-    if patch is not None:
-        added += _helper_widening(patch, [hunk.lines[i].text for i in block if hunk.lines[i].added],
-                                  [hunk.lines[i].text for i in block if hunk.lines[i].removed])
+    added += _helper_widening(patch, [hunk.lines[i].text for i in block if hunk.lines[i].added],
+                              [hunk.lines[i].text for i in block if hunk.lines[i].removed])
     return added, removed
 
 
