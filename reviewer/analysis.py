@@ -36,19 +36,6 @@ def _follows(matcher: Matcher, hunk: Hunk, index: int) -> bool:
     return False
 
 
-def _opener(hunk: Hunk, index: int) -> str:
-    """The opening line of the top-level definition holding line ``index``
-    (its side of the hunk): the last line before it that starts in column
-    0, else the hunk's section header."""
-    kind = hunk.lines[index].kind
-    for line in reversed(hunk.lines[:index]):
-        if line.kind in (" ", kind) and line.text[:1] not in ("", " ", "\t", "#", "/", "*", "}"):
-            return line.text
-        if line.kind in (" ", kind) and line.text.startswith("}"):
-            return ""  # the previous definition ended: top level
-    return hunk.section
-
-
 def _candidates(matcher: Matcher, patch: Patch, hunk: Hunk) -> list[int]:
     if not any(matcher.function_matches(f) for f in hunk.changed_functions):
         return []
@@ -66,7 +53,7 @@ def _candidates(matcher: Matcher, patch: Patch, hunk: Hunk) -> list[int]:
             continue
         if matcher.followed_by and not _follows(matcher, hunk, i):
             continue
-        if matcher.within and not any(p.search(_opener(hunk, i)[:MAX_LINE]) for p in matcher.within):
+        if matcher.within and not any(p.search(hunk.opener(i)[0][:MAX_LINE]) for p in matcher.within):
             continue
         if not all(predicates.LINE_PREDICATES[n](matcher, patch, hunk, i) for n in matcher.predicates):
             continue

@@ -161,13 +161,8 @@ def in_existing_struct(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -
     """A member line of a struct/union that existed before the patch."""
     if not hunk.lines[index].text.rstrip().endswith(";"):
         return False
-    for i in _side_lines(hunk, index)[::-1]:
-        line = hunk.lines[i]
-        if _AGGREGATE_OPEN.match(line.text):
-            return line.kind == " "
-        if line.text[:1] not in ("", " ", "\t", "#", "/", "*"):
-            return False
-    return bool(_AGGREGATE_OPEN.match(hunk.section))
+    text, kind = hunk.opener(index)
+    return kind == " " and bool(_AGGREGATE_OPEN.match(text))
 
 
 def no_padding_reuse(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:

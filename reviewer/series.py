@@ -67,6 +67,19 @@ class Hunk:
     def changed_functions(self) -> set[str | None]:
         return {self.lines[i].function for i in self.changed}
 
+    def opener(self, index: int) -> tuple[str, str]:
+        """(text, kind) of the opening line of the top-level definition (a
+        function, an array, a struct) holding line ``index``, read on its
+        side of the hunk: the last line before it that starts in column 0;
+        the section header (existing code: kind " ") when none does;
+        ("", " ") when a definition closes first (top level)."""
+        kind = self.lines[index].kind
+        for line in reversed(self.lines[:index]):
+            if line.kind not in (" ", kind) or line.text[:1] in ("", " ", "\t", "#", "/", "*"):
+                continue
+            return ("", " ") if line.text.startswith("}") else (line.text, line.kind)
+        return self.section, " "
+
 
 @dataclass
 class FileDiff:
