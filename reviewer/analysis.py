@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from itertools import groupby
 
 from reviewer import predicates
 from reviewer.findings import Finding, lower, severity_rank
+from reviewer.kvm import cpuidtable
 from reviewer.rules import Matcher, Rule, RuleSet
 from reviewer.series import MAX_LINE, DiffLine, FileDiff, Hunk, Patch, Series
 
@@ -14,6 +16,61 @@ MAX_MAIL_TEXT = 100_000  # and this much of a changelog or cover letter
 FOLLOW_WINDOW = 4
 EXCERPT_BEFORE = 3
 EXCERPT_AFTER_MAX = 4  # lines to finish a statement split over several
+
+
+_models: dict = {}  # kernel tree (None: the shipped index) -> loaded model
+
+
+class Scope:
+    """What the rules know of KVM's code for one series: the reachability
+    model (loaded on first use), extended by the calls the series adds."""
+
+    def __init__(self, series: Series | None) -> None:
+        self.series = series
+        self._model = None
+        self._paths: dict = {}
+
+    def model(self):
+        if self._model is None:
+            from reviewer.kvm import patchgraph, reach
+
+            tree = self.series.kernel_tree if self.series else None
+            if tree not in _models:
+                _models[tree] = reach.load(tree)
+            added = patchgraph.added_calls(self.series, reach.calls_in) if self.series else []
+            self._model = _models[tree].with_calls(added)
+        return self._model
+
+    def path(self, function: str | None, globs: tuple[str, ...], via: str) -> list[str] | None:
+        """The shortest path to ``function`` from an entry matching ``globs``."""
+        if function is None:
+            return None
+        key = (function, globs, via)
+        if key not in self._paths:
+            self._paths[key] = self.model().path(function, via, globs)
+        return self._paths[key]
+
+
+@dataclass
+class Watch:
+    """A rule's matcher bound to the series' scope: the functions it watches
+    are those it names and, for ``reachable_from``, those userspace reaches."""
+
+    matcher: Matcher
+    scope: Scope
+    _seen: dict = field(default_factory=dict)
+
+    def __getattr__(self, name):  # the matcher's data, for predicates
+        return getattr(self.matcher, name)
+
+    def function_matches(self, name: str | None) -> bool:
+        if name not in self._seen:
+            self._seen[name] = self.matcher.function_matches(name) and (
+                not self.matcher.reachable_from or self.reach_path(name) is not None)
+        return self._seen[name]
+
+    def reach_path(self, name: str | None) -> list[str] | None:
+        return self.scope.path(name, tuple(self.matcher.reachable_from), self.matcher.reach_via)
 
 
 def _follows(matcher: Matcher, hunk: Hunk, index: int) -> bool:
@@ -36,11 +93,24 @@ def _follows(matcher: Matcher, hunk: Hunk, index: int) -> bool:
     return False
 
 
-def _candidates(matcher: Matcher, patch: Patch, hunk: Hunk) -> list[int]:
-    if not any(matcher.function_matches(f) for f in hunk.changed_functions):
-        return []
+def _side_texts(hunk: Hunk, index: int) -> list[str]:
+    kind = hunk.lines[index].kind
+    return [ln.text for ln in hunk.lines[:index] if ln.kind in (" ", kind)]
+
+
+def _table_origin(hunk: Hunk, index: int) -> cpuidtable.Origin | None:
+    """For a line writing a CPUID entry: where the entry came from."""
+    pointer = cpuidtable.written_pointer(hunk.lines[index].text[:MAX_LINE])
+    if pointer is None:
+        return None
+    return cpuidtable.origin(_side_texts(hunk, index), pointer, hunk.section)
+
+
+def _candidates(matcher: Watch, patch: Patch, hunk: Hunk) -> list[int]:
     if matcher.any_pattern is not None and not matcher.any_pattern.search(hunk.changed_text):
         return []  # the common case: nothing in this hunk can match
+    if not any(matcher.function_matches(f) for f in hunk.changed_functions):
+        return []
     found = []
     for i in hunk.changed:
         line = hunk.lines[i]
@@ -55,6 +125,10 @@ def _candidates(matcher: Matcher, patch: Patch, hunk: Hunk) -> list[int]:
             continue
         if matcher.within and not any(p.search(hunk.opener(i)[0][:MAX_LINE]) for p in matcher.within):
             continue
+        if matcher.writes is not None:
+            table = _table_origin(hunk, i)
+            if table is None or table.kind == cpuidtable.OFFER:
+                continue
         if not all(predicates.LINE_PREDICATES[n](matcher, patch, hunk, i) for n in matcher.predicates):
             continue
         found.append(i)
@@ -94,8 +168,23 @@ def _fill(text: str, fdiff: FileDiff | None, function: str | None) -> str:
     return text.replace("{function}", f"{function}()" if function else "this code")
 
 
-def line_findings(rule: Rule, patch: Patch) -> list[Finding]:
-    matcher = rule.matcher
+def _evidence(matcher: Watch, hunk: Hunk, anchor: int) -> list[str]:
+    """Why the rule holds, for a maintainer to check in seconds."""
+    out = []
+    if matcher.writes is not None:
+        table = _table_origin(hunk, anchor)
+        if table is not None:
+            out.append(f"the entry written: {table.describe()}")
+    if matcher.reachable_from:
+        path = matcher.reach_path(hunk.lines[anchor].function)
+        if path:
+            from reviewer.kvm import reach
+            out.append(reach.describe(path))
+    return out
+
+
+def line_findings(rule: Rule, patch: Patch, scope: Scope | None = None) -> list[Finding]:
+    matcher = Watch(rule.matcher, scope or Scope(None))
     out = []
     for fdiff in patch.files:
         if not matcher.file_matches(fdiff.path):
@@ -108,13 +197,18 @@ def line_findings(rule: Rule, patch: Patch) -> list[Finding]:
                 if anchor is None:
                     continue
                 line = hunk.lines[anchor]
+                evidence = _evidence(matcher, hunk, anchor)
+                message = _fill(rule.message, fdiff, function)
+                if evidence:
+                    message += "\nWhy: " + "; ".join(evidence) + "."
                 out.append(Finding(
                     rule=rule.id, category=rule.category, severity=rule.severity,
                     patch=patch.index, message_id=patch.message_id,
-                    message=_fill(rule.message, fdiff, function),
+                    message=message,
                     file=fdiff.path, line=_line_no(line), function=function,
                     excerpt=excerpt(hunk, group[0], group[-1]), hunk_header=hunk.header,
                     related=[patch.index], trimmed=group[0] > EXCERPT_BEFORE,
+                    evidence=evidence,
                 ))
     return out
 
@@ -144,11 +238,12 @@ def analyze(series: Series, rules: RuleSet, timings: dict[str, float] | None = N
     findings: list[Finding] = []
     cover_acks = series.cover is not None and _acknowledges(rules, series.cover.text)
     line_rules = [r for r in rules.rules if r.kind == "line"]
+    scope = Scope(series)
     for patch in series.patches:
         acked = None  # the changelog is searched only if a finding needs it
         for rule in line_rules:
             start = time.perf_counter()
-            found = line_findings(rule, patch)
+            found = line_findings(rule, patch, scope)
             clock[rule.id] = clock.get(rule.id, 0.0) + time.perf_counter() - start
             for finding in found:
                 finding.original_severity = finding.severity

@@ -35,6 +35,7 @@ class Finding:
     original_severity: str | None = None
     related: list[int] = field(default_factory=list)  # the patches concerned
     trimmed: bool = False  # the excerpt starts after the hunk's first line
+    evidence: list[str] = field(default_factory=list)  # why: the path from userspace, the entry's origin
 
     def as_dict(self) -> dict:
         return {
@@ -50,4 +51,5 @@ class Finding:
             "excerpt": list(self.excerpt),
             "acknowledged": self.acknowledged,
             "patches": list(self.related),
+            "evidence": list(self.evidence),
         }

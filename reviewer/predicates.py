@@ -32,7 +32,8 @@ _CONDITION = re.compile(r"^\s*(if|else if)\b|^\s*(&&|\|\|)|(&&|\|\|)\s*$")
 _JUMP = re.compile(r"(break|goto \w+);")
 _AND_OR = re.compile(r"&&|\|\|")
 _ERRNO = re.compile(r"-E[A-Z0-9]+\b")
-_CLAUSE = re.compile(r"\bif\b|&&|\|\|")
+_WIDER = re.compile(r"\bif\b|\|\|")  # another way to fail
+_NARROWER = re.compile(r"&&")  # one more thing that must hold to fail
 _AGGREGATE_OPEN = re.compile(r"^(?:struct|union)\s+\w+\s*\{")
 _PADDING = re.compile(r"\b\w*(?:pad|reserved|rsvd|unused)\w*\s*\[")
 
@@ -123,10 +124,18 @@ def _helper_widening(patch: Patch, added: list[str], removed: list[str]) -> int:
     return max(0, widening)
 
 
-def _guarded_old_exit(hunk: Hunk, index: int, patch: Patch) -> tuple[int, int] | None:
+def _breadth(texts: list[str]) -> tuple[int, int]:
+    """How much a condition lets fail, comparable between the lines a patch
+    removes and adds: first the ways to fail (each ``if``, each ``||``),
+    then, fewer being wider, the things that must all hold (``&&``)."""
+    text = " ".join(texts)
+    return len(_WIDER.findall(text)), -len(_NARROWER.findall(text))
+
+
+def _guarded_old_exit(hunk: Hunk, index: int, patch: Patch) -> tuple[tuple[int, int], tuple[int, int]] | None:
     """For an added condition line leading to an error exit that the patch
     did not add itself (neither the error return nor a jump's error preset):
-    (clauses added, clauses removed) in its run of changed lines, counting
+    (breadth added, breadth removed) in its run of changed lines (:func:`_breadth`), counting
     what a changed helper it now calls adds (:func:`_helper_widening`). A
     new error exit is userspace-reject-added's to report, not a condition's."""
     line = hunk.lines[index]
@@ -143,11 +152,10 @@ def _guarded_old_exit(hunk: Hunk, index: int, patch: Patch) -> tuple[int, int] |
         if preset is not None and hunk.lines[preset].added:
             return None
     block = _block(hunk, index)
-    added = sum(len(_CLAUSE.findall(hunk.lines[i].text)) for i in block if hunk.lines[i].added)
-    removed = sum(len(_CLAUSE.findall(hunk.lines[i].text)) for i in block if hunk.lines[i].removed)
-    added += _helper_widening(patch, [hunk.lines[i].text for i in block if hunk.lines[i].added],
-                              [hunk.lines[i].text for i in block if hunk.lines[i].removed])
-    return added, removed
+    new = [hunk.lines[i].text for i in block if hunk.lines[i].added]
+    old = [hunk.lines[i].text for i in block if hunk.lines[i].removed]
+    ways, musts = _breadth(new)
+    return (ways + _helper_widening(patch, new, old), musts), _breadth(old)
 
 
 def widens_error_condition(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
@@ -255,6 +263,43 @@ def not_a_move(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     return True
 
 
+def not_a_new_interface(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """Not in a ``case`` arm this patch adds: the argument checks of a new
+    ioctl, capability or attribute reject nothing that worked before."""
+    from reviewer.kvm.patchgraph import in_new_case
+
+    return not in_new_case(hunk, index)
+
+
+
+def adds_host_exemption(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """An existing error exit's condition now spares host-initiated writes
+    (``!msr_info->host_initiated &&`` added): KVM_SET_MSRS accepts more."""
+    clauses = _guarded_old_exit(hunk, index, patch)
+    if clauses is None:
+        return False
+    block = _block(hunk, index)
+    new = " ".join(hunk.lines[i].text for i in block if hunk.lines[i].added)
+    old = " ".join(hunk.lines[i].text for i in block if hunk.lines[i].removed)
+    return bool(_NOT_HOST.search(new)) and not _NOT_HOST.search(old)
+
+
+_MASK_TERM = re.compile(r"\|(?!\|)")
+
+
+def widens_mask(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """A mask of allowed values gains a term: ``~(A | B)`` becoming
+    ``~(A | B | C)``, or a ``#define ..._VALID_...`` with one more ``|``."""
+    line = hunk.lines[index]
+    if not line.added:
+        return False
+    removed = [hunk.lines[i].text for i in _block(hunk, index) if hunk.lines[i].removed]
+    if not removed:
+        return False
+    terms = len(_MASK_TERM.findall(line.text.replace("||", "")))
+    return terms > max(len(_MASK_TERM.findall(r.replace("||", ""))) for r in removed)
+
+
 LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
     "not_a_move": not_a_move,
     "reaches_host_writes": reaches_host_writes,
@@ -263,6 +308,9 @@ LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
     "widens_return": widens_return,
     "in_existing_struct": in_existing_struct,
     "no_padding_reuse": no_padding_reuse,
+    "not_a_new_interface": not_a_new_interface,
+    "adds_host_exemption": adds_host_exemption,
+    "widens_mask": widens_mask,
 }
 
 

@@ -39,6 +39,13 @@ class Matcher:
     # the line must sit inside a top-level definition whose opening line
     # (``static const u32 msr_based_features[] = {``) matches one of these
     within: list[re.Pattern] = field(default_factory=list)
+    # the line's function must be reached (reviewer.kvm.reach) from an entry
+    # point matching one of these globs ("KVM_SET_MSRS", "KVM_ENABLE_CAP*"),
+    # over any call ("any") or only calls whose result the caller uses ("result")
+    reachable_from: list[str] = field(default_factory=list)
+    reach_via: str = "any"
+    # what the line must write: "vcpu-cpuid", the vCPU's stored CPUID table
+    writes: str | None = None
     _functions_seen: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -165,7 +172,8 @@ def _choice(table: dict, key: str, choices: tuple[str, ...], where: str) -> str:
 
 
 MATCH_KEYS = ("files", "functions", "exclude_functions", "side", "patterns", "exclude_patterns", "predicates",
-              "followed_by", "followed_by_kind", "within")
+              "followed_by", "followed_by_kind", "within", "reachable_from", "reach_via", "writes")
+WRITES = ("vcpu-cpuid",)
 RULE_KEYS = ("id", "title", "category", "severity", "message", "why", "references", "acknowledgeable",
              "checklist", "older_names", "examples", "match", "predicate", "params")
 
@@ -204,6 +212,9 @@ def _matcher(table: dict, where: str) -> Matcher:
         followed_by=[compile_pattern(p, where) for p in _strings(table, "followed_by", where)],
         followed_by_kind=_choice(table, "followed_by_kind", ("any", "context", "changed"), where),
         within=[compile_pattern(p, where) for p in _strings(table, "within", where)],
+        reachable_from=_strings(table, "reachable_from", where),
+        reach_via=_choice(table, "reach_via", ("any", "result"), where),
+        writes=_choice(table, "writes", WRITES, where) if "writes" in table else None,
     )
 
 

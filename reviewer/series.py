@@ -138,6 +138,7 @@ class Series:
     cover: Cover | None
     patches: list[Patch]
     change_id: str | None = None
+    kernel_tree: str | None = None  # the user's tree: its call graph, not the shipped one
 
     @property
     def message_id(self) -> str:
