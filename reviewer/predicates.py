@@ -25,6 +25,7 @@ _NOT_HOST = re.compile(r"!\s*(?:\w+(?:->|\.))?host_initiated\b")
 _ERRNOS = r"-E(INVAL|2BIG|PERM|NXIO|OPNOTSUPP|BUSY|EXIST|RANGE|ACCES|NOTSUPP)\b"
 # an error return; ``return 1`` is how MSR handlers fail a write
 _ERR_RETURN = re.compile(r"\breturn\s+(" + _ERRNOS + r"|KVM_MSR_RET_\w+|1\s*;)")
+_FALSE_RETURN = re.compile(r"\breturn\s+false\s*;")  # a validator saying no
 _ERR_ASSIGN = re.compile(r"\b(r|ret|err|rc)\s*=\s*" + _ERRNOS)
 _PRESET = re.compile(r"^\s*(?:r|ret|err|rc)\s*=\s*(-E\w+|\w+)\s*;")
 _RETURN_CALL = re.compile(r"^\s*return\s+[a-z_]\w*\s*\(")
@@ -255,12 +256,26 @@ def not_a_move(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
             if preset is not None:
                 wanted |= _errors(hunk.lines[preset].text)
     for ln in patch.removed_lines:
-        if not (_ERR_RETURN.search(ln.text) or _ERR_ASSIGN.search(ln.text)):
+        if not (_ERR_RETURN.search(ln.text) or _ERR_ASSIGN.search(ln.text) or _FALSE_RETURN.search(ln.text)):
             continue
         watched = ln is not line and (matcher.function_matches(ln.function) or wanted & _errors(ln.text))
         if watched and (not wanted or wanted & _errors(ln.text)):
             return False
     return True
+
+
+def guards_new_error_jump(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """An added condition whose added ``goto``/``break`` leaves with an error
+    set earlier and not by this patch (``r = -EINVAL;`` at the top of a
+    case arm, ``goto out;``): a new way for the call to fail."""
+    line = hunk.lines[index]
+    if not line.added or not _CONDITION.search(line.text):
+        return False
+    exit_at = _error_exit(hunk, index)
+    if exit_at is None or not hunk.lines[exit_at].added or not _JUMP.match(hunk.lines[exit_at].text.strip()):
+        return False
+    preset = next((j for j in _side_lines(hunk, index)[::-1] if _PRESET.search(hunk.lines[j].text)), None)
+    return preset is None or not hunk.lines[preset].added
 
 
 def not_a_new_interface(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
@@ -309,6 +324,7 @@ LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
     "in_existing_struct": in_existing_struct,
     "no_padding_reuse": no_padding_reuse,
     "not_a_new_interface": not_a_new_interface,
+    "guards_new_error_jump": guards_new_error_jump,
     "adds_host_exemption": adds_host_exemption,
     "widens_mask": widens_mask,
 }

@@ -1,0 +1,61 @@
+"""Rules that say where userspace reaches and what a line writes, rather
+than naming functions (tests/diffs/, written for these tests; the shipped
+reachability index of the 6.12 tree decides what is reached)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reviewer import analysis, rules
+from reviewer.ruletest import example_series
+
+RULES = rules.load()
+DIFFS = Path(__file__).with_name("diffs")
+
+
+def review(name: str, text: str | None = None):
+    return [f for f in analysis.analyze(example_series(text or (DIFFS / name).read_text()), RULES) if f.file]
+
+
+def found(name: str, text: str | None = None) -> list[tuple[str, int | None, str | None]]:
+    return [(f.rule, f.line, f.function) for f in review(name, text)]
+
+
+def test_a_host_msr_write_refused_in_a_vendor_pmu_file():
+    [finding] = review("pmu-reject.diff")
+    assert (finding.rule, finding.file, finding.line, finding.function) == (
+        "userspace-reject-msr", "arch/x86/kvm/vmx/pmu_intel.c", 374, "intel_pmu_set_msr")
+    assert finding.evidence[0].startswith("reached from KVM_SET_MSRS via ")
+    assert finding.evidence[0].endswith("-> intel_pmu_set_msr")
+    assert "Why: reached from KVM_SET_MSRS" in finding.message
+
+
+def test_the_same_refusal_for_the_guest_only_is_quiet():
+    text = (DIFFS / "pmu-reject.diff").read_text().replace(
+        "+\t\tif (data & 0xfff)\n", "+\t\tif (!msr_info->host_initiated && (data & 0xfff))\n")
+    assert found("", text) == []
+
+
+def test_a_cpuid_entry_written_in_hyperv_c_is_an_adjustment():
+    [finding] = review("hv-cpuid-write.diff")
+    assert (finding.rule, finding.file, finding.line, finding.function) == (
+        "cpuid-adjust-added", "arch/x86/kvm/hyperv.c", 2347, "kvm_hv_set_cpuid")
+    assert finding.evidence[0] == ("the entry written: entry comes from "
+                                   "`entry = kvm_find_cpuid_entry(vcpu, HYPERV_CPUID_FEATURES);`")
+    assert finding.evidence[1].startswith("reached from KVM_SET_CPUID")
+
+
+def test_writes_to_what_kvm_offers_are_quiet():
+    assert [r for r, _, _ in found("offer-write.diff") if r.startswith("cpuid-adjust")] == []
+
+
+def test_argument_checks_of_a_new_capability_reject_nothing_that_worked():
+    rule = RULES.get("userspace-reject-jump")
+    assert found("", rule.passes) == []
+    assert found("", rule.fires) == [("userspace-reject-jump", 6544, "kvm_vm_ioctl_enable_cap")]
+
+
+def test_a_warn_userspace_reaches_names_the_path():
+    [finding] = review("nested-warn.diff")
+    assert (finding.rule, finding.line, finding.function) == ("userspace-reachable-warn", 6703, "vmx_set_nested_state")
+    assert finding.evidence[0].startswith("reached from KVM_SET_NESTED_STATE via ")
