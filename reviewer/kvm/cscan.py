@@ -36,6 +36,7 @@ NOT_CALLS = frozenset(
     " asm __asm__ __asm volatile __volatile__ do else case default goto defined _Static_assert static_assert"
     " __attribute__ __attribute".split())
 _STATEMENT_HEADS = frozenset(("if", "for", "while", "switch"))
+_DECL_BREAKERS = frozenset(("return", "case", "goto", "sizeof", "else", "do", "typeof", "__typeof__"))
 _KEYWORDS = NOT_CALLS | frozenset(
     "struct union enum const static inline extern void int char long short unsigned signed bool u8 u16 u32 u64"
     " s8 s16 s32 s64 break continue true false NULL register auto".split())
@@ -274,6 +275,22 @@ class _Body:
             index += 1
         return calls, refs
 
+    def locals(self, start: int, end: int) -> set[str]:
+        """Names declared in a token range (parameters and locals): ``type name`` followed by
+        ``;``, ``=``, ``,``, ``[`` or ``)``."""
+        found = set()
+        for index in range(start, end):
+            tok = self.tok(index)
+            if not (tok[:1].isalpha() or tok[:1] == "_") or self.tok(index + 1) not in (";", "=", ",", "[", ")"):
+                continue
+            prev = index - 1
+            while self.tok(prev) in ("*", "const"):
+                prev -= 1
+            before = self.tok(prev)
+            if (before[:1].isalpha() or before[:1] == "_") and before not in _DECL_BREAKERS:
+                found.add(tok)
+        return found
+
     def _declared(self, index: int) -> bool:
         """``struct foo *name`` / ``int name``: the identifier is declared here (a type or a name)."""
         prev = self.tok(index - 1)
@@ -476,6 +493,8 @@ def scan(text: str, path: str = "") -> FileScan:
             if defined is not None:
                 name, names = defined
                 found_calls, refs = body.scan(first + 1, last)
+                shadowed = body.locals(bisect.bisect_left(starts, tokens[name][1]), last)
+                refs = [ref for ref in refs if ref.name not in shadowed]
                 macro = tokens[name][0] if tokens[name][0] in name_macros else None
                 for each in names:
                     template = name_macros[macro][names.index(each)] if macro else None
