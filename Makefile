@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= samples/01-sgx-xcr0-abi.mbox
 
-.PHONY: demo test lint bench fuzz clean
+.PHONY: demo test lint bench fuzz clean kvm-index
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ bench: $(STAMP)
 
 fuzz: $(STAMP)
 	KVM_REVIEW_FUZZ_EXAMPLES=200000 $(BIN)/pytest -q -p no:cacheprovider tests/test_fuzz.py
+
+# the shipped call-graph index, from Debian's linux-source-6.12 (installed when root)
+kvm-index: $(STAMP)
+	$(BIN)/python -m reviewer.kvm.generate
 
 clean:
 	rm -rf $(VENV) build *.egg-info

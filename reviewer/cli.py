@@ -66,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bot", help="watch lore and review new series (see: kvm-review bot --help)",
                    add_help=False).add_argument("bot_args", nargs=argparse.REMAINDER)
 
+    where = sub.add_parser("reach", help="which ioctl reaches a KVM x86 function, and through what calls",
+                           epilog=EPILOG)
+    where.add_argument("functions", nargs="+", metavar="FUNCTION", help="function names (older names too)")
+    where.add_argument("--via", choices=("any", "result"), default="any",
+                       help="result: only calls whose result the caller uses (default: any)")
+    where.add_argument("--path", action="store_true", help="print the whole path")
+    where.add_argument("--entries", action="store_true", help="list every entry point that reaches it")
+    where.add_argument("--kernel-tree", metavar="PATH", help="index this tree instead of the shipped 6.12 index")
+    where.add_argument("--index", metavar="FILE", help="read this index file")
+
     rules = sub.add_parser("rules", help="list, explain or test the rules")
     rules.add_argument("action", choices=("list", "explain", "test"))
     rules.add_argument("rule_id", nargs="?", metavar="ID")
@@ -85,6 +95,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command in ("check", "install-hook", "uninstall-hook"):
         from reviewer import presend
         return presend.main(args)
+    if args.command == "reach":
+        from reviewer.kvm import command
+        return command.main(args)
     if args.command == "bot":
         from reviewer import bot
         return bot.main(args.bot_args)

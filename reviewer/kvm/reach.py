@@ -1,0 +1,281 @@
+"""What userspace reaches in KVM x86: entry points, paths, and the names
+older kernels used.
+
+``load()`` reads the shipped index (lazily, once) or builds one from a
+user's tree; ``Model.path(func)`` is the shortest path from an entry point
+(``["KVM_SET_MSRS", "kvm_arch_vcpu_ioctl", "do_set_msr", ..., func]``),
+``via="result"`` keeps only the calls whose result the caller uses (an error
+that reaches the ioctl's return). ``Model.with_calls()`` adds the calls a
+patch makes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reviewer.errors import InputError
+from reviewer.kvm.index import Index, dumps, loads
+
+SHIPPED = "index-6.12.txt"
+VIA = ("any", "result")
+
+# names older kernels used -> the 6.12 function (or ops member) that does their job
+ALIASES = {
+    "kvm_update_cpuid": "kvm_vcpu_after_set_cpuid",  # before 5.9 (then split off kvm_update_cpuid_runtime)
+    "kvm_x86_ops.cpuid_update": "kvm_x86_ops.vcpu_after_set_cpuid",  # before 5.9
+    ".cpuid_update": "kvm_x86_ops.vcpu_after_set_cpuid",
+    "svm_cpuid_update": "svm_vcpu_after_set_cpuid",
+    "vmx_cpuid_update": "vmx_vcpu_after_set_cpuid",
+    "kvm_x86_ops.set_nested_state": "kvm_x86_nested_ops.set_state",  # before 5.9 nested_ops
+    ".set_nested_state": "kvm_x86_nested_ops.set_state",
+    "kvm_x86_ops.get_nested_state": "kvm_x86_nested_ops.get_state",
+    ".get_nested_state": "kvm_x86_nested_ops.get_state",
+    "kvm_x86_ops.mem_enc_op": "kvm_x86_ops.mem_enc_ioctl",  # before 6.x
+    ".mem_enc_op": "kvm_x86_ops.mem_enc_ioctl",
+    "svm_mem_enc_op": "sev_mem_enc_ioctl",
+    "kvm_find_cpuid_entry2": "cpuid_entry2_find",  # the later name
+}
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "kvm-review"
+
+
+@dataclass(frozen=True)
+class Model:
+    """Reachability queries over an index, plus the calls a patch adds."""
+
+    index: Index
+    extra_callees: dict[str, tuple[tuple[str, bool], ...]] = field(default_factory=dict)
+    extra_callers: dict[str, tuple[tuple[str, bool], ...]] = field(default_factory=dict)
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    # -- names ------------------------------------------------------------------------------
+    def _canonical(self, func: str) -> str:
+        """The graph's name for ``func`` (an older name through the alias table)."""
+        if func in self.index.position or func in self.extra_callers or func in self.extra_callees:
+            return func
+        return ALIASES.get(func, func)
+
+    def known(self, func: str) -> bool:
+        name = self._canonical(func)
+        return name in self.index.position or name in self.extra_callers or name in self.extra_callees
+
+    def _implementations(self, name: str) -> list[str]:
+        """``T.m`` / ``.m`` -> the functions stored in that member; a function name -> itself."""
+        name = ALIASES.get(name, name) if name not in self.index.position else name
+        if "." not in name:
+            return [name]
+        table, _, member = name.partition(".")
+        keys = [name] if table and name in self.index.members else \
+            [k for k in self.index.members if k.partition(".")[2] == member]
+        return sorted({self.index.names[i] for key in keys for i in self.index.members[key]})
+
+    # -- edges ------------------------------------------------------------------------------
+    def _callers(self, name: str) -> list[tuple[str, bool]]:
+        index = self.index
+        number = index.position.get(name)
+        base = [] if number is None else [(index.names[code >> 1], bool(code & 1)) for code in index.callers[number]]
+        return base + list(self.extra_callers.get(name, ()))
+
+    def _callees(self, name: str) -> list[tuple[str, bool]]:
+        index = self.index
+        number = index.position.get(name)
+        base = [] if number is None else [(index.names[code >> 1], bool(code & 1)) for code in index.callees[number]]
+        return base + list(self.extra_callees.get(name, ()))
+
+    def callers(self, func: str) -> list[str]:
+        return sorted({name for name, _ in self._callers(self._canonical(func))})
+
+    def callees(self, func: str) -> list[str]:
+        return sorted({name for name, _ in self._callees(self._canonical(func))})
+
+    def label(self, caller: str, callee: str) -> str:
+        """How ``caller`` reaches ``callee``: "" a direct call, ".m" through an ops member,
+        "&" named as a value, else the table of function pointers it indexes."""
+        position = self.index.position
+        return self.index.labels.get((position.get(caller, -1), position.get(callee, -1)), "")
+
+    def with_calls(self, edges: Iterable[tuple[str, str, bool]]) -> Model:
+        """This model plus the calls ``(caller, callee, result used)`` a patch adds; callees
+        may be ops members (``kvm_x86_ops.set_msr``, ``.set_msr``) or older names."""
+        callees = {k: list(v) for k, v in self.extra_callees.items()}
+        callers = {k: list(v) for k, v in self.extra_callers.items()}
+        for caller, callee, used in edges:
+            source = self._canonical(caller)
+            for target in self._implementations(callee):
+                if target != source:
+                    callees.setdefault(source, []).append((target, used))
+                    callers.setdefault(target, []).append((source, used))
+        return Model(self.index, {k: tuple(v) for k, v in callees.items()},
+                     {k: tuple(v) for k, v in callers.items()})
+
+    # -- reachability ---------------------------------------------------------------------------
+    def _roots(self) -> dict[str, list[tuple[str, str, bool]]]:
+        """root function -> [(entry, dispatcher, used)]."""
+        if "roots" not in self.cache:
+            roots: dict[str, list[tuple[str, str, bool]]] = {}
+            names = self.index.names
+            for entry, pairs in self.index.entries.items():
+                for dispatcher, code in pairs:
+                    roots.setdefault(names[code >> 1], []).append((entry, names[dispatcher], bool(code & 1)))
+            self.cache["roots"] = roots
+        return self.cache["roots"]
+
+    def _dispatched(self, name: str) -> list[str]:
+        """Entries whose dispatcher is ``name``."""
+        number = self.index.position.get(name)
+        return sorted({e for e, pairs in self.index.entries.items() if any(d == number for d, _ in pairs)})
+
+    def _walk(self, func: str, via: str, parent: dict[str, str | None]) -> Iterator[tuple[int, str]]:
+        """Breadth-first over callers from ``func``: yields (level, node); fills ``parent``."""
+        if via not in VIA:
+            raise ValueError(f"via must be one of {VIA}, not {via!r}")
+        parent[func] = None
+        level = [func]
+        depth = 0
+        while level:
+            for node in level:
+                yield depth, node
+            following = []
+            for node in level:
+                if node in self.index.dispatchers:
+                    continue  # reached only through its arms
+                for caller, used in sorted(self._callers(node)):
+                    if caller not in parent and (used or via == "any"):
+                        parent[caller] = node
+                        following.append(caller)
+            level = following
+            depth += 1
+
+    def path(self, func: str, via: str = "any", entry: str | None = None) -> list[str] | None:
+        """The shortest path from an entry point (``entry`` if given) to ``func``: entry name
+        first; None if not reached."""
+        name = self._canonical(func)
+        dispatched = [e for e in self._dispatched(name) if entry in (None, e)]
+        if name in self.index.dispatchers and dispatched:
+            return [dispatched[0], func]
+        roots = self._roots()
+        best: tuple[int, str, str, str] | None = None
+        parent: dict[str, str | None] = {}
+        for depth, node in self._walk(name, via, parent):
+            if best is not None and depth > best[0]:
+                break
+            for start, dispatcher, used in roots.get(node, ()):
+                if entry not in (None, start) or not (used or via == "any"):
+                    continue
+                if best is None or (start, node) < (best[1], best[3]):
+                    best = (depth, start, dispatcher, node)
+        if best is None:
+            return None
+        _, start, dispatcher, node = best
+        chain = [node]
+        while parent[chain[-1]] is not None:
+            chain.append(parent[chain[-1]])
+        chain[-1] = func
+        return [start, dispatcher, *chain]
+
+    def entries(self, func: str, via: str = "any") -> list[str]:
+        """Every entry point that reaches ``func``, sorted."""
+        name = self._canonical(func)
+        roots = self._roots()
+        found = set(self._dispatched(name))
+        for _, node in self._walk(name, via, {}):
+            found.update(entry for entry, _, used in roots.get(node, ()) if used or via == "any")
+        return sorted(found)
+
+    def reached(self, entry: str, via: str = "any") -> set[str]:
+        """Every function ``entry`` reaches (its dispatchers included)."""
+        pairs = self.index.entries.get(entry, [])
+        names = self.index.names
+        seen = {names[d] for d, _ in pairs}
+        todo = [names[code >> 1] for _, code in pairs if code & 1 or via == "any"]
+        seen.update(todo)
+        while todo:
+            node = todo.pop()
+            if node in self.index.dispatchers:
+                continue  # its other arms are other entries
+            for callee, used in self._callees(node):
+                if callee not in seen and (used or via == "any"):
+                    seen.add(callee)
+                    todo.append(callee)
+        return seen
+
+
+def describe(path: list[str]) -> str:
+    """``reached from KVM_SET_MSRS via kvm_set_msr_common -> intel_pmu_set_msr`` (the
+    dispatcher left out; long paths keep their first and last functions)."""
+    entry, calls = path[0], path[2:] if len(path) > 2 else path[1:]
+    if len(calls) > 6:
+        calls = [*calls[:2], "...", *calls[-3:]]
+    return f"reached from {entry} via {' -> '.join(calls)}"
+
+
+def calls_in(text: str) -> list[tuple[str, bool]]:
+    """The calls in a C snippet (diff lines, a body): (callee, result used). Calls
+    through ops members are named ``kvm_x86_ops.m`` / ``.m``."""
+    from reviewer.kvm import cscan  # the scanner only when a rule asks
+
+    return [(call.name, call.used) for call in cscan.calls_in(text)]
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+_loaded: dict[str, Model] = {}
+
+
+def read_index(path: str | Path) -> Model:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the kvm-review index ({exc.__class__.__name__})") from None
+    return Model(loads(text, str(path)))
+
+
+def _fingerprint(tree: Path, files: list[str]) -> str:
+    digest = hashlib.sha256(str(tree.resolve()).encode())
+    for name in files:
+        stat = (tree / name).stat()
+        digest.update(f"{name} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def _from_tree(tree: str) -> Model:
+    """Build the index of a user's tree, cached under ~/.cache/kvm-review by file sizes and times."""
+    from reviewer.kvm import graph  # the scanner only for a user's tree
+
+    root = Path(tree)
+    if not root.is_dir():
+        raise InputError(f"{tree}: --kernel-tree needs a directory")
+    files = graph.source_files(root)
+    cache = _cache_dir() / f"index-{_fingerprint(root, files)}.txt"
+    if cache.is_file():
+        try:
+            return read_index(cache)
+        except InputError:
+            pass  # a damaged cache entry: rebuilt below
+    index = graph.build(root, files)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(dumps(index), encoding="utf-8")
+    except OSError:
+        pass  # no cache: still correct, only slower next time
+    return Model(index)
+
+
+def load(kernel_tree: str | None = None, index_file: str | None = None) -> Model:
+    """The shipped index, an index file, or the index of ``kernel_tree`` (built once per process)."""
+    key = f"tree:{kernel_tree}" if kernel_tree else f"file:{index_file or SHIPPED}"
+    if key not in _loaded:
+        if kernel_tree:
+            _loaded[key] = _from_tree(kernel_tree)
+        elif index_file:
+            _loaded[key] = read_index(index_file)
+        else:
+            _loaded[key] = read_index(Path(__file__).resolve().parent / "data" / SHIPPED)
+    return _loaded[key]
