@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import time
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -47,8 +48,34 @@ class Scope:
             return None
         key = (function, globs, via)
         if key not in self._paths:
-            self._paths[key] = self.model().path(function, via, globs)
+            self._paths[key] = self._shortest(function, globs, via)
         return self._paths[key]
+
+    def _shortest(self, function: str, globs: tuple[str, ...], via: str) -> list[str] | None:
+        """Entries matching the earliest glob that matches any are preferred
+        (``["KVM_SET_*", "*"]`` names a setter before KVM_CREATE_VCPU), then
+        the shortest path."""
+        model = self.model()
+        if not model.known(function):
+            return None
+        best = None
+        for entry in model.entries(function, via):
+            rank = entry_rank(entry, globs)
+            if rank is None:
+                continue
+            path = model.path(function, via, entry)
+            if path and (best is None or (rank, len(path)) < best[0]):
+                best = ((rank, len(path)), path)
+        return best[1] if best else None
+
+
+def entry_rank(entry: str, globs: tuple[str, ...]) -> int | None:
+    """The index of the first glob ``entry`` matches, None if it matches none
+    or a ``!glob``: ``["*", "!KVM_RUN"]`` is any entry but KVM_RUN."""
+    if any(fnmatch.fnmatchcase(entry, g[1:]) for g in globs if g.startswith("!")):
+        return None
+    wanted = [g for g in globs if not g.startswith("!")]
+    return next((i for i, g in enumerate(wanted) if fnmatch.fnmatchcase(entry, g)), None)
 
 
 @dataclass

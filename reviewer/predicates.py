@@ -33,6 +33,7 @@ _CONDITION = re.compile(r"^\s*(if|else if)\b|^\s*(&&|\|\|)|(&&|\|\|)\s*$")
 _JUMP = re.compile(r"(break|goto \w+);")
 _AND_OR = re.compile(r"&&|\|\|")
 _ERRNO = re.compile(r"-E[A-Z0-9]+\b")
+_COMMENT_TAIL = re.compile(r"\s*(/\*.*?\*/|//.*)\s*$")
 _WIDER = re.compile(r"\bif\b|\|\|")  # another way to fail
 _NARROWER = re.compile(r"&&")  # one more thing that must hold to fail
 _AGGREGATE_OPEN = re.compile(r"^(?:struct|union)\s+\w+\s*\{")
@@ -49,8 +50,8 @@ def _guard(hunk: Hunk, index: int) -> str:
     """The condition text guarding the statement at ``index`` (its side)."""
     parts = []
     for i in _side_lines(hunk, index)[::-1][:LOOKBACK]:
-        text = hunk.lines[i].text.strip()
-        if text.endswith((";", "{", "}")) or text.startswith("case ") or text.endswith(":"):
+        text = _COMMENT_TAIL.sub("", hunk.lines[i].text).strip()
+        if not text or text.endswith((";", "{", "}")) or text.startswith("case ") or text.endswith(":"):
             break
         parts.append(text)
     return " ".join(reversed(parts))
@@ -258,24 +259,40 @@ def not_a_move(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     for ln in patch.removed_lines:
         if not (_ERR_RETURN.search(ln.text) or _ERR_ASSIGN.search(ln.text) or _FALSE_RETURN.search(ln.text)):
             continue
-        watched = ln is not line and (matcher.function_matches(ln.function) or wanted & _errors(ln.text))
+        watched = ln is not line and (matcher.function_matches(ln.function) or wanted & _errors(ln.text)
+                                      or any(ln is other for other in hunk.lines))  # replaced in place
         if watched and (not wanted or wanted & _errors(ln.text)):
             return False
     return True
 
 
-def guards_new_error_jump(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
-    """An added condition whose added ``goto``/``break`` leaves with an error
-    set earlier and not by this patch (``r = -EINVAL;`` at the top of a
-    case arm, ``goto out;``): a new way for the call to fail."""
+def not_moved_out(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """A removed error exit that the patch does not add back elsewhere
+    (the same error code; for ``return 1``/``false``, the same condition):
+    a check moved from a helper into its caller relaxes nothing. The same
+    condition re-added in front of something other than an error exit
+    (``if (ran) return check_equal(...)``) is a narrowing, not a move."""
     line = hunk.lines[index]
-    if not line.added or not _CONDITION.search(line.text):
-        return False
-    exit_at = _error_exit(hunk, index)
-    if exit_at is None or not hunk.lines[exit_at].added or not _JUMP.match(hunk.lines[exit_at].text.strip()):
-        return False
-    preset = next((j for j in _side_lines(hunk, index)[::-1] if _PRESET.search(hunk.lines[j].text)), None)
-    return preset is None or not hunk.lines[preset].added
+    wanted = _errors(line.text)
+    guard = " ".join(_guard(hunk, index).split())
+    if not guard and _PRESET.search(line.text):  # r = -EINVAL; if (ran) goto out;
+        after = [ln for ln in hunk.lines[index + 1:index + 4] if ln.kind in (" ", line.kind)]
+        guard = next((" ".join(ln.text.split()) for ln in after if _IF.search(ln.text)), "")
+    starts = [m.start() for m in _IF.finditer(guard)]
+    guard = guard[starts[-1]:] if starts else guard
+    moved = False
+    for f in patch.files:
+        for h in f.hunks:
+            for i, ln in enumerate(h.lines):
+                if not ln.added:
+                    continue
+                if guard and " ".join(ln.text.split()) == guard:
+                    if _error_exit(h, i) is None:
+                        return True
+                    moved = True
+                elif wanted & _errors(ln.text) and (_ERR_RETURN.search(ln.text) or _ERR_ASSIGN.search(ln.text)):
+                    moved = True
+    return not moved
 
 
 def not_a_new_interface(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
@@ -288,31 +305,43 @@ def not_a_new_interface(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) 
 
 
 def adds_host_exemption(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
-    """An existing error exit's condition now spares host-initiated writes
-    (``!msr_info->host_initiated &&`` added): KVM_SET_MSRS accepts more."""
-    clauses = _guarded_old_exit(hunk, index, patch)
-    if clauses is None:
-        return False
+    """Lines the patch rewrites now spare host-initiated accesses
+    (``!msr_info->host_initiated &&`` in front of a failure or of the
+    reserved bits it checks), where the lines they replace did not:
+    KVM_SET_MSRS accepts more."""
     block = _block(hunk, index)
     new = " ".join(hunk.lines[i].text for i in block if hunk.lines[i].added)
     old = " ".join(hunk.lines[i].text for i in block if hunk.lines[i].removed)
-    return bool(_NOT_HOST.search(new)) and not _NOT_HOST.search(old)
+    return bool(old) and bool(_NOT_HOST.search(hunk.lines[index].text)) and not _NOT_HOST.search(old) \
+        and bool(_NOT_HOST.search(new))
 
 
 _MASK_TERM = re.compile(r"\|(?!\|)")
+_MASK_NAME = re.compile(r"&\s*~|valid|allowed|permitted|supported|mask", re.I)
+
+
+def _statement_head(hunk: Hunk, index: int) -> str:
+    """The text of the statement line ``index`` belongs to, up to it (its side)."""
+    parts = [hunk.lines[index].text]
+    for i in _side_lines(hunk, index)[::-1][:LOOKBACK]:
+        text = _COMMENT_TAIL.sub("", hunk.lines[i].text).strip()
+        if not text or text.endswith((";", "{", "}")):
+            break
+        parts.append(text)
+    return " ".join(reversed(parts))
 
 
 def widens_mask(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """A mask of allowed values gains a term: ``~(A | B)`` becoming
-    ``~(A | B | C)``, or a ``#define ..._VALID_...`` with one more ``|``."""
+    ``~(A | B | C)``, or a ``permitted_flags = A |`` statement (or a
+    ``#define ..._VALID_...``) with one more ``|`` than the lines it replaces."""
     line = hunk.lines[index]
-    if not line.added:
+    if not line.added or not _MASK_NAME.search(_statement_head(hunk, index)):
         return False
-    removed = [hunk.lines[i].text for i in _block(hunk, index) if hunk.lines[i].removed]
-    if not removed:
-        return False
-    terms = len(_MASK_TERM.findall(line.text.replace("||", "")))
-    return terms > max(len(_MASK_TERM.findall(r.replace("||", ""))) for r in removed)
+    block = _block(hunk, index)
+    old = sum(len(_MASK_TERM.findall(hunk.lines[i].text.replace("||", ""))) for i in block if hunk.lines[i].removed)
+    new = sum(len(_MASK_TERM.findall(hunk.lines[i].text.replace("||", ""))) for i in block if hunk.lines[i].added)
+    return any(hunk.lines[i].removed for i in block) and new > old
 
 
 LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
@@ -324,7 +353,7 @@ LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
     "in_existing_struct": in_existing_struct,
     "no_padding_reuse": no_padding_reuse,
     "not_a_new_interface": not_a_new_interface,
-    "guards_new_error_jump": guards_new_error_jump,
+    "not_moved_out": not_moved_out,
     "adds_host_exemption": adds_host_exemption,
     "widens_mask": widens_mask,
 }

@@ -50,9 +50,10 @@ def test_writes_to_what_kvm_offers_are_quiet():
 
 
 def test_argument_checks_of_a_new_capability_reject_nothing_that_worked():
-    rule = RULES.get("userspace-reject-jump")
-    assert found("", rule.passes) == []
-    assert found("", rule.fires) == [("userspace-reject-jump", 6544, "kvm_vm_ioctl_enable_cap")]
+    assert found("new-cap.diff") == []
+    # the same checks added to an existing capability's arm reject what worked
+    assert found("existing-cap.diff") == [("userspace-reject-condition", 6166, "kvm_vm_ioctl_enable_cap"),
+                                          ("userspace-reject-added", 6169, "kvm_vm_ioctl_enable_cap")]
 
 
 def test_a_warn_userspace_reaches_names_the_path():
