@@ -201,7 +201,7 @@ def _evidence(matcher: Watch, hunk: Hunk, anchor: int) -> list[str]:
     if matcher.writes is not None:
         table = _table_origin(hunk, anchor)
         if table is not None:
-            out.append(f"the entry written: {table.describe()}")
+            out.append(table.describe())
     if matcher.reachable_from:
         path = matcher.reach_path(hunk.lines[anchor].function)
         if path:

@@ -317,7 +317,7 @@ def adds_host_exemption(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) 
 
 
 _MASK_TERM = re.compile(r"\|(?!\|)")
-_MASK_NAME = re.compile(r"&\s*~|valid|allowed|permitted|supported|mask", re.I)
+_MASK_NAME = re.compile(r"&\s*~|valid|allowed|permitted", re.I)
 
 
 def _statement_head(hunk: Hunk, index: int) -> str:

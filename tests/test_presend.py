@@ -77,7 +77,8 @@ def test_check_range_with_rejection_exits_1_at_the_line(kernel, capsys):
     assert status == 1
     assert f"arch/x86/kvm/cpuid.c:{REJECT_LINE}: WARNING: userspace-reject-added: This adds an error " \
            "return to kvm_check_cpuid(), a path that handles userspace's input: a VMM that works today " \
-           "gets an error after this patch." in out
+           "gets an error after this patch. Why: reached from KVM_SET_CPUID2 via kvm_vcpu_ioctl_set_cpuid2 -> " \
+           "kvm_set_cpuid -> kvm_check_cpuid." in out
     assert out[0].startswith("patch 1: WARNING: changelog-abi-unacknowledged: ")
     assert len(out) == 2  # checkpatch format is terse: no info lines
 

@@ -40,9 +40,10 @@ def test_a_cpuid_entry_written_in_hyperv_c_is_an_adjustment():
     [finding] = review("hv-cpuid-write.diff")
     assert (finding.rule, finding.file, finding.line, finding.function) == (
         "cpuid-adjust-added", "arch/x86/kvm/hyperv.c", 2347, "kvm_hv_set_cpuid")
-    assert finding.evidence[0] == ("the entry written: entry comes from "
-                                   "`entry = kvm_find_cpuid_entry(vcpu, HYPERV_CPUID_FEATURES);`")
-    assert finding.evidence[1].startswith("reached from KVM_SET_CPUID")
+    assert finding.evidence == [
+        "`entry = kvm_find_cpuid_entry(vcpu, HYPERV_CPUID_FEATURES);` points into the vCPU's CPUID table",
+        "reached from KVM_SET_CPUID2 via kvm_vcpu_ioctl_set_cpuid2 -> kvm_set_cpuid -> kvm_vcpu_after_set_cpuid"
+        " -> kvm_hv_set_cpuid"]
 
 
 def test_writes_to_what_kvm_offers_are_quiet():

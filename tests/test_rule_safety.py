@@ -118,7 +118,8 @@ def test_unknown_predicate_is_an_error_not_a_lookup(tmp_path, capsys, predicate)
 
 @pytest.mark.parametrize("old, new, error", [
     ("patterns = [", "pattern = [", "[rule.match]: unknown key 'pattern' (known: files, functions, "
-     "exclude_functions, side, patterns, exclude_patterns, predicates, followed_by, followed_by_kind, within)"),
+     "exclude_functions, side, patterns, exclude_patterns, predicates, followed_by, followed_by_kind, within, "
+     "reachable_from, reach_via, writes)"),
     ('severity = "warning"', 'severity = "warning"\nseverty = "error"', "unknown key 'severty' (known: id, "
      "title, category, severity, message, why, references, acknowledgeable, checklist, older_names, examples, "
      "match, predicate, params)"),

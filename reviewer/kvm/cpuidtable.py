@@ -33,10 +33,11 @@ class Origin:
     text: str = ""  # the assignment, one line, when seen
 
     def describe(self) -> str:
-        if self.kind == VCPU and self.text:
-            return f"{self.pointer} comes from `{self.text}`"
+        if self.text:
+            return f"`{self.text}` points into the vCPU's CPUID table" if self.kind == VCPU else \
+                f"`{self.text}` is all this hunk shows of {self.pointer}"
         if self.kind == VCPU:
-            return "it writes the vCPU's CPUID table itself"
+            return "it writes the vCPU's CPUID table by name"
         return f"{self.pointer} is assigned out of this hunk's sight"
 
 
