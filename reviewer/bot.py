@@ -381,7 +381,9 @@ class Bot:
         msgids = set(g.msgids) | {p.message_id for p in model.patches}
         if model.cover is not None:
             msgids.add(model.cover.message_id)
-        self.state.finish(info, "reviewed", sorted(msgids), findings, comparison, deliveries)
+        self.state.finish(info, "reviewed", sorted(msgids), findings, comparison, deliveries,
+                          replies=[mail.as_bytes(r.msg) for r in replies],
+                          checklist=mail.checklist(mail.at_least(review, self.cfg.min_severity), self.rules_by_id))
         _hook("after-record")
         shown = sum(1 for r in replies)
         extra = ""
@@ -399,6 +401,9 @@ class Bot:
         key = f"change-id:{change_id}" if change_id else f"{author}|{' '.join(subject.lower().split())}"
         return {"root": root, "revision": model.revision if model else g.revision, "key": key, "list": g.list,
                 "subject": subject, "author": author, "change_id": change_id,
+                "name": model.patches[0].author_name if model else "",
+                "patch_list": json.dumps([{"index": p.index, "subject": p.subject, "msgid": p.message_id}
+                                          for p in model.patches]) if model else None,
                 "expected": model.expected if model else 0, "complete": int(bool(model and model.complete)),
                 "first_seen": first_seen}
 
