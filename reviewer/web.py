@@ -68,7 +68,7 @@ class Site:
         from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
         env = Environment(loader=FileSystemLoader(str(templates_dir())), autoescape=True,
-                          undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                          undefined=StrictUndefined, lstrip_blocks=True)
         env.globals.update(labels=webdata.LABELS, states=webdata.STATES, static=self.static, csp=CSP_META,
                            list_url=list_url, rule_url=rule_url, colours=COLOURS)
         env.filters["when"] = when
@@ -349,8 +349,6 @@ def main(cfg, action: str, target: str | None, listen: str | None, stop: threadi
         n = export(site, target)
         print(f"kvm-review bot: wrote {n} files to {target}", file=out)
         return EXIT_CLEAN
-    if target:
-        raise InputError("bot web takes no argument (the address is --listen HOST:PORT)")
     site = site_for(cfg)
     webdata.connect(site.state).close()
     return serve(site, listen or DEFAULT_LISTEN, stop, log=out)

@@ -189,8 +189,12 @@ def series_page(db: sqlite3.Connection, sid: int) -> SeriesPage | None:
         found = db.execute("SELECT id FROM series WHERE root = ? AND revision = ?",
                            (comparison.get("msgid", "").strip("<>"), comparison.get("revision"))).fetchone()
         earlier = found[0] if found else None
+    # the same change-id or author + subject, the revision compared with, and
+    # those compared with this one (a subject may change between revisions)
     revisions = [Revision(r[0], r[1]) for r in db.execute(
-        "SELECT id, revision FROM series WHERE key = ? ORDER BY revision, id", (row["key"],))]
+        "SELECT id, revision FROM series WHERE key = ? OR id = ? OR (comparison IS NOT NULL AND "
+        "json_extract(comparison, '$.msgid') = ? AND json_extract(comparison, '$.revision') = ?) "
+        "ORDER BY revision, id", (row["key"], earlier, f"<{row['root']}>", row["revision"]))]
     return SeriesPage(series=_series(row), checklist=json.loads(row["checklist"]) if row["checklist"] else None,
                       replies=replies,
                       deliveries=[Delivery(d["channel"], d["msgid"], d["status"], d["attempts"], d["error"],
