@@ -80,7 +80,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated REAL NOT NULL,
     UNIQUE (channel, msgid)
 );
-CREATE INDEX IF NOT EXISTS deliveries_series ON deliveries (series_id);
+CREATE INDEX IF NOT EXISTS deliveries_status ON deliveries (series_id, status);
 """
 # columns added to ``series`` after its first release: an older state file
 # gains them (NULL or '' in its existing rows) when the bot opens it

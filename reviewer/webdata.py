@@ -127,21 +127,28 @@ def _like(text: str) -> str:
 
 def listing(db: sqlite3.Connection, state: str | None = None, q: str = "", page: int = 1) -> Listing | None:
     """One page of series, newest first (by when the bot first saw them);
-    None when ``page`` is past the last one."""
+    None when ``page`` is past the last one. Only the page's rows are read
+    whole: counting and ordering touch the few columns they need."""
+    lean = f"FROM series s LEFT JOIN ({_DELIVERIES}) d ON d.series_id = s.id"
     where, args = "", []
     if q:
-        where = " WHERE s.subject LIKE ? ESCAPE '\\' OR s.author LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\'"
+        where = " WHERE (s.subject LIKE ? ESCAPE '\\' OR s.author LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\')"
         args = [_like(q)] * 3
-    base = _select(db) + where
+        if "name" not in {row[1] for row in db.execute("PRAGMA table_info(series)")}:
+            where = where.replace(" OR name LIKE ? ESCAPE '\\'", "")
+            args = args[:2]
     counts = dict.fromkeys(STATES, 0)
-    counts.update(db.execute(f"SELECT state, COUNT(*) FROM ({base}) GROUP BY state", args).fetchall())
+    counts.update(db.execute(f"SELECT {_STATE_SQL} AS state, COUNT(*) {lean}{where} GROUP BY 1", args).fetchall())
     total = counts[state] if state else sum(counts.values())
     pages = max(1, -(-total // PAGE_SIZE))
     if page < 1 or page > pages:
         return None
-    sql = f"SELECT * FROM ({base}) s" + (" WHERE state = ?" if state else "")
-    rows = db.execute(sql + " ORDER BY first_seen DESC, id DESC LIMIT ? OFFSET ?",
-                      [*args, *([state] if state else []), PAGE_SIZE, (page - 1) * PAGE_SIZE]).fetchall()
+    if state:
+        where, args = where + (" AND " if where else " WHERE ") + f"{_STATE_SQL} = ?", [*args, state]
+    ids = [r[0] for r in db.execute(f"SELECT s.id {lean}{where} ORDER BY s.first_seen DESC, s.id DESC "
+                                    "LIMIT ? OFFSET ?", [*args, PAGE_SIZE, (page - 1) * PAGE_SIZE])]
+    rows = db.execute(_select(db) + f" WHERE s.id IN ({','.join('?' * len(ids)) or 'NULL'}) "
+                      "ORDER BY s.first_seen DESC, s.id DESC", ids).fetchall()
     return Listing([_series(r) for r in rows], total, counts, page, pages)
 
 

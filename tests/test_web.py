@@ -508,3 +508,16 @@ def test_parse_listen_and_links():
 def test_templates_found_through_one_helper():
     assert web.templates_dir() == Path(web.__file__).resolve().parent.parent / "templates" / "web"
     assert (web.templates_dir() / "list.html.j2").is_file()
+
+
+def test_web_benchmark_runs(tmp_path, capsys):
+    """bench/webbench.py (make bench) fills a state and times the pages;
+    its figures are measured there, not asserted here."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import webbench
+
+    out = tmp_path / "web.json"
+    assert webbench.main(["--series", "120", "--runs", "1", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["series"] == 120 and set(figures["pages"]) >= {"list page 1", "list page 1 over HTTP"}
+    assert "target: list page under 0.2 s with 120 series" in capsys.readouterr().out
