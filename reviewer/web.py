@@ -40,6 +40,7 @@ HEADERS = [("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff
            ("Referrer-Policy", "no-referrer"), ("X-Frame-Options", "DENY"), ("Cache-Control", "no-cache")]
 DEFAULT_LISTEN = "127.0.0.1:8080"
 MAX_QUERY = 200  # characters of a search kept
+MAX_FIELDS = 20  # query fields read; a URL with more is not ours: 404
 COLOURS = dict(zip(CATEGORIES, ("#c0392b", "#d35400", "#8e44ad", "#2471a3", "#17a589", "#7d8c8d", "#b7950b")))
 _RULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _LIST = re.compile(r"/(?:(?P<state>index|" + "|".join(webdata.STATES) + r")(?:-(?P<page>[1-9][0-9]{0,5}))?\.html)?")
@@ -61,7 +62,6 @@ class Site:
     lore_url: str
     rules: dict = field(default_factory=dict)  # id -> reviewer.rules.Rule
     static: bool = False
-    now: float | None = None  # the chart's last week (default: today)
     env: object = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -152,7 +152,7 @@ def _list_page(site: Site, db, state: str | None, page: int, q: str) -> Response
     if found is None:
         return not_found(site, f"There is no page {page} of this list.")
     return _page(site, "list.html.j2", listing=found, state=state, q=q,
-                 chart=chart(webdata.weekly(db, site.now)), lore=site.lore_url,
+                 chart=chart(webdata.weekly(db)),
                  thread=lambda s: webdata.lore_thread(site.lore_url, s.list, s.root))
 
 
@@ -224,8 +224,11 @@ def app(site: Site, log=None):
             resp = Response(405, b"405 Method Not Allowed: these pages are read-only\n", "text/plain; charset=utf-8")
         else:
             try:
-                resp = respond(site, environ.get("PATH_INFO") or "/",
-                               parse_qs(environ.get("QUERY_STRING", ""), max_num_fields=20))
+                query = parse_qs(environ.get("QUERY_STRING", ""), max_num_fields=MAX_FIELDS)
+            except ValueError:  # more fields than any link of ours has
+                query = None
+            try:
+                resp = not_found(site) if query is None else respond(site, environ.get("PATH_INFO") or "/", query)
             except Exception as exc:  # the state gone or unreadable, or our bug: one line, no traceback
                 why = " ".join(str(exc).split())
                 print(f"kvm-review bot web: error: {environ.get('PATH_INFO')}: {type(exc).__name__}: {why}",

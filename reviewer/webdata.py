@@ -47,8 +47,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
     if not path.is_file():
         raise InputError(f"no state yet ({path}): the bot has not run")
     try:
-        db = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True, timeout=10,
-                             check_same_thread=False)
+        db = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True, timeout=10)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA query_only = ON")
         db.execute("SELECT 1 FROM series LIMIT 1").fetchall()

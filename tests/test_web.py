@@ -9,7 +9,6 @@ import collections
 import html as htmlmod
 import http.client
 import json
-import os
 import re
 import shutil
 import socket
@@ -315,14 +314,8 @@ def test_bad_paths_are_404_pages(site, state):
 
 @pytest.fixture(scope="module")
 def server(state):
-    """``kvm-review bot web`` as a user starts it, on a free port."""
-    proc = subprocess.Popen([sys.executable, "-m", "reviewer", "bot", "--config", state.config, "web",
-                             "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, HOME=str(state.root / "home")))
-    line = proc.stderr.readline()
-    m = re.search(r"on http://127\.0\.0\.1:(\d+)/$", line.strip())
-    assert m, line
-    yield int(m[1]), proc
+    url, proc = webstate.serve(state, state.root / "web.log")
+    yield int(url.rsplit(":", 1)[1].strip("/")), proc
     proc.terminate()
     proc.wait(10)
 
@@ -367,6 +360,8 @@ def test_http_refuses_writes_and_paths_outside_routes(server, state):
         assert reply.startswith(b"HTTP/1.0 404 Not Found"), path
         assert b"Content-Security-Policy: default-src 'none'" in reply
         assert b"root:" not in reply and b"SQLite" not in reply and b"[lore]" not in reply
+    many = "&".join(f"f{i}=1" for i in range(30))
+    assert raw(port, f"GET /?{many} HTTP/1.0\r\n\r\n".encode()).startswith(b"HTTP/1.0 404 Not Found")
     assert b"400 - Bad request" in raw(port, b"GARBAGE\r\n\r\n")
     assert proc.poll() is None  # still serving
 

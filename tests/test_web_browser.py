@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -34,13 +32,8 @@ def state(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def url(state):
-    proc = subprocess.Popen([sys.executable, "-m", "reviewer", "bot", "--config", state.config, "web",
-                             "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, HOME=str(state.root / "home")))
-    line = proc.stderr.readline()
-    m = re.search(r"read-only on (http://127\.0\.0\.1:\d+/)$", line.strip())
-    assert m, line
-    yield m[1]
+    url, proc = webstate.serve(state, state.root / "web.log")
+    yield url
     proc.terminate()
     proc.wait(10)
 

@@ -6,7 +6,11 @@ tests/test_web_browser.py (one module-scoped state each)."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,3 +88,20 @@ def build(root: Path) -> BotState:
         controller.stop()
         server.stop()
     return BotState(root, cfg, root / "bot.sqlite", server.base)
+
+
+def serve(st: BotState, log: Path) -> tuple[str, subprocess.Popen]:
+    """``kvm-review bot web`` as a user starts it, on a free port; its log
+    (one line a request) goes to ``log``. Returns its URL and process."""
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "reviewer", "bot", "--config", st.config, "web",
+                                 "--listen", "127.0.0.1:0"], stderr=err,
+                                env=dict(os.environ, HOME=str(st.root / "home")))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        m = re.search(r"read-only on (http://127\.0\.0\.1:\d+/)\n", log.read_text())
+        if m:
+            return m[1], proc
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"bot web did not start: {log.read_text()[-500:]}")
