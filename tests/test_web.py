@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import html as htmlmod
 import http.client
+import io
 import json
 import re
 import shutil
@@ -489,7 +490,26 @@ def test_listen_address_in_use(state):
     assert proc.stderr == f"kvm-review: error: --listen 127.0.0.1:{port}: cannot listen: Address already in use\n"
 
 
+def test_state_gone_is_a_500_page_and_one_line(state, tmp_path):
+    db = tmp_path / "gone.sqlite"
+    shutil.copy(state.state, db)
+    cfg = bot.load_config(state.config)
+    cfg.state = str(db)
+    log = io.StringIO()
+    app = web.app(web.site_for(cfg), log)
+    db.unlink()
+    got = []
+    body = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/series-9.html", "QUERY_STRING": ""},
+                        lambda status, headers: got.append((status, dict(headers)))))
+    assert got[0][0] == "500 Internal Server Error"
+    assert got[0][1]["Content-Security-Policy"] == web.CSP
+    assert Page(body.decode()).text("#what") == ["This page could not be made; the server's log says why."]
+    assert log.getvalue() == (f"kvm-review bot web: error: /series-9.html: InputError: no state yet ({db}): "
+                              "the bot has not run\n")
+
+
 def test_parse_listen_and_links():
+    assert web.parse_listen(web.DEFAULT_LISTEN) == ("127.0.0.1", 8080)  # loopback unless told otherwise
     assert web.parse_listen("127.0.0.1:8080") == ("127.0.0.1", 8080)
     assert web.parse_listen("[::1]:0") == ("::1", 0)
     assert web.parse_listen("9000") == ("127.0.0.1", 9000)
