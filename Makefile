@@ -28,6 +28,7 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/webbench.py
 	@if command -v public-inbox-httpd >/dev/null; then $(BIN)/python bench/run.py --bot; \
 	else echo "bench: bot triage not measured: it needs public-inbox (apt-get install public-inbox)"; fi
 

@@ -7,7 +7,8 @@ grace period -> review -> record the review and its deliveries in one
 transaction -> deliver (outbox, SMTP, patchwork), each ``sending`` before and
 ``sent`` after. See :mod:`reviewer.state` for what a crash leaves behind.
 
-Usage: ``kvm-review bot [--config FILE] [--once] [status]``.
+Usage: ``kvm-review bot [--config FILE] [--once] [status]``; its pages:
+``bot web`` and ``bot export-html DIR`` (:mod:`reviewer.web`).
 """
 
 from __future__ import annotations
@@ -381,7 +382,9 @@ class Bot:
         msgids = set(g.msgids) | {p.message_id for p in model.patches}
         if model.cover is not None:
             msgids.add(model.cover.message_id)
-        self.state.finish(info, "reviewed", sorted(msgids), findings, comparison, deliveries)
+        self.state.finish(info, "reviewed", sorted(msgids), findings, comparison, deliveries,
+                          replies=[mail.as_bytes(r.msg) for r in replies],
+                          checklist=mail.checklist(mail.at_least(review, self.cfg.min_severity), self.rules_by_id))
         _hook("after-record")
         shown = sum(1 for r in replies)
         extra = ""
@@ -399,6 +402,9 @@ class Bot:
         key = f"change-id:{change_id}" if change_id else f"{author}|{' '.join(subject.lower().split())}"
         return {"root": root, "revision": model.revision if model else g.revision, "key": key, "list": g.list,
                 "subject": subject, "author": author, "change_id": change_id,
+                "name": model.patches[0].author_name if model else "",
+                "patch_list": json.dumps([{"index": p.index, "subject": p.subject, "msgid": p.message_id}
+                                          for p in model.patches]) if model else None,
                 "expected": model.expected if model else 0, "complete": int(bool(model and model.complete)),
                 "first_seen": first_seen}
 
@@ -554,8 +560,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="bot configuration (TOML; default: $KVM_REVIEW_BOT_CONFIG "
                    "or ~/.config/kvm-review/bot.toml)")
     p.add_argument("--once", action="store_true", help="one cycle, then exit (for cron)")
-    p.add_argument("action", nargs="?", choices=("run", "status", "resolve"), default="run")
-    p.add_argument("msgid", nargs="?", help="resolve: the Message-ID `bot status` names")
+    p.add_argument("action", nargs="?", choices=("run", "status", "resolve", "web", "export-html"), default="run")
+    p.add_argument("msgid", nargs="?", metavar="MSGID|DIR",
+                   help="resolve: the Message-ID `bot status` names; export-html: the directory to write")
+    p.add_argument("--listen", metavar="HOST:PORT", help="web: the address to serve on (default 127.0.0.1:8080)")
     p.add_argument("--as", dest="verdict", choices=("sent", "resend"),
                    help="resolve: it went out (sent), or send it again on the next run (resend)")
     return p
@@ -593,8 +601,10 @@ def main(argv: list[str]) -> int:
         args = build_parser().parse_intermixed_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    if args.action != "resolve" and (args.msgid or args.verdict):
+    if args.action not in ("resolve", "export-html") and (args.msgid or args.verdict):
         raise InputError(f"bot {args.action} takes no Message-ID or --as (they are for: bot resolve)")
+    if args.listen and args.action != "web":
+        raise InputError(f"bot {args.action} takes no --listen (it is for: bot web)")
     cfg = load_config(args.config)
     if args.action == "status":
         return status(cfg)
@@ -604,6 +614,10 @@ def main(argv: list[str]) -> int:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+    if args.action in ("web", "export-html"):
+        from reviewer import web
+
+        return web.main(cfg, args.action, args.msgid, args.listen, stop)
     return run(cfg, args.once, stop)
 
 

@@ -142,6 +142,12 @@ def checklist(review: Review, rules_by_id: dict) -> list[dict]:
     return [{"text": text, "patches": _patches(p, total)} for text, p in items.items()]
 
 
+def at_least(review: Review, min_severity: str) -> Review:
+    """The review cut to the findings a reply shows: ``min_severity`` and up."""
+    return Review(review.series, [f for f in review.findings
+                                  if severity_rank(f.severity) >= severity_rank(min_severity)])
+
+
 def _item(f: Finding, rules_by_id: dict) -> dict:
     rule = rules_by_id.get(f.rule)
     return {
@@ -219,10 +225,11 @@ def replies(review: Review, me: Identity, templates: str | None = None, reply_wh
     make_msgid = make_msgid or (lambda: email.utils.make_msgid("kvm-review", domain=domain))
     env = _environment(templates)
     series = review.series
-    shown = [f for f in review.findings if severity_rank(f.severity) >= severity_rank(min_severity)]
+    shown_review = at_least(review, min_severity)
+    shown = shown_review.findings
     if not shown and not reply_when_clean:
         return []
-    items = checklist(Review(series, shown), rules_by_id)
+    items = checklist(shown_review, rules_by_id)
     common = {"tool": "kvm-review", "version": __version__}
     out: list[Reply] = []
     if series.cover is not None:

@@ -7,7 +7,11 @@
   author + subject, to find earlier revisions. Status ``waiting`` (not
   complete yet), ``reviewed``, ``skipped`` (nothing to review), ``failed``
   (malformed, or it broke the review: ``error`` says why; not retried until
-  a new message of the series arrives).
+  a new message of the series arrives). What the status pages show
+  (``kvm-review bot web``) is kept beside it: the author's ``name``, the
+  ``patch_list`` seen (JSON: index, subject, Message-ID), the ``replies``
+  exactly as sent or as a dry run would send them (JSON list of mail texts)
+  and the ``checklist`` they carry (JSON).
 - ``deliveries``: one row per reply / check, with its Message-ID and the
   exact bytes to send. ``pending`` -> ``sending`` (committed before the
   send) -> ``sent`` (committed after). A row left in ``sending`` by a crash,
@@ -59,10 +63,10 @@ CREATE TABLE IF NOT EXISTS series (
     updated REAL NOT NULL,
     findings TEXT,
     comparison TEXT,
-    error TEXT,
     UNIQUE (root, revision)
 );
 CREATE INDEX IF NOT EXISTS series_key ON series (key, revision);
+CREATE INDEX IF NOT EXISTS series_first_seen ON series (first_seen);
 CREATE TABLE IF NOT EXISTS deliveries (
     id INTEGER PRIMARY KEY,
     series_id INTEGER NOT NULL REFERENCES series(id),
@@ -76,7 +80,17 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated REAL NOT NULL,
     UNIQUE (channel, msgid)
 );
+CREATE INDEX IF NOT EXISTS deliveries_status ON deliveries (series_id, status);
 """
+# columns added to ``series`` after its first release: an older state file
+# gains them (NULL or '' in its existing rows) when the bot opens it
+ADDED_COLUMNS = (
+    ("error", "TEXT"),
+    ("name", "TEXT NOT NULL DEFAULT ''"),
+    ("patch_list", "TEXT"),
+    ("replies", "TEXT"),
+    ("checklist", "TEXT"),
+)
 
 DONE = ("reviewed", "skipped", "failed")
 
@@ -98,8 +112,9 @@ class State:
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)
             columns = {row[1] for row in self.db.execute("PRAGMA table_info(series)")}
-            if "error" not in columns:  # a state file from before ``failed``
-                self.db.execute("ALTER TABLE series ADD COLUMN error TEXT")
+            for name, decl in ADDED_COLUMNS:
+                if name not in columns:
+                    self.db.execute(f"ALTER TABLE series ADD COLUMN {name} {decl}")
         except (OSError, sqlite3.Error) as exc:
             if self.db is not None:
                 self.db.close()
@@ -177,25 +192,32 @@ class State:
         """A series seen but not complete yet."""
         now = time.time()
         with self.tx() as db:
-            db.execute("INSERT INTO series (root, revision, key, list, subject, author, change_id, expected, "
-                       "complete, status, first_seen, updated) VALUES (:root, :revision, :key, :list, :subject, "
-                       ":author, :change_id, :expected, 0, 'waiting', :first_seen, :now) "
-                       "ON CONFLICT (root, revision) DO UPDATE SET updated = :now",
-                       dict(info, now=now))
+            db.execute("INSERT INTO series (root, revision, key, list, subject, author, name, change_id, expected, "
+                       "complete, status, first_seen, updated, patch_list) VALUES (:root, :revision, :key, :list, "
+                       ":subject, :author, :name, :change_id, :expected, 0, 'waiting', :first_seen, :now, "
+                       ":patch_list) ON CONFLICT (root, revision) DO UPDATE SET updated = :now, "
+                       "patch_list = :patch_list", dict(info, now=now))
 
     def finish(self, info: dict, status: str, msgids, findings: list[dict], comparison: dict | None,
-               deliveries: list[dict], error: str | None = None) -> int:
-        """The review and every delivery it calls for, in one transaction."""
+               deliveries: list[dict], error: str | None = None, replies: list[bytes] | None = None,
+               checklist: list[dict] | None = None) -> int:
+        """The review and every delivery it calls for, in one transaction.
+        ``replies`` and ``checklist`` None keep what was recorded before."""
         now = time.time()
+        texts = None if replies is None else json.dumps([r.decode("utf-8", "replace") for r in replies])
         with self.tx() as db:
-            db.execute("INSERT INTO series (root, revision, key, list, subject, author, change_id, expected, "
-                       "complete, status, first_seen, updated, findings, comparison, error) VALUES (:root, :revision, "
-                       ":key, :list, :subject, :author, :change_id, :expected, :complete, :status, :first_seen, "
-                       ":now, :findings, :comparison, :error) ON CONFLICT (root, revision) DO UPDATE SET "
+            db.execute("INSERT INTO series (root, revision, key, list, subject, author, name, change_id, expected, "
+                       "complete, status, first_seen, updated, findings, comparison, error, patch_list, replies, "
+                       "checklist) VALUES (:root, :revision, :key, :list, :subject, :author, :name, :change_id, "
+                       ":expected, :complete, :status, :first_seen, :now, :findings, :comparison, :error, "
+                       ":patch_list, :replies, :checklist) ON CONFLICT (root, revision) DO UPDATE SET "
                        "status = :status, complete = :complete, change_id = :change_id, updated = :now, "
-                       "findings = :findings, comparison = :comparison, key = :key, error = :error",
+                       "findings = :findings, comparison = :comparison, key = :key, error = :error, "
+                       "name = :name, patch_list = COALESCE(:patch_list, patch_list), "
+                       "replies = COALESCE(:replies, replies), checklist = COALESCE(:checklist, checklist)",
                        dict(info, status=status, now=now, findings=json.dumps(findings), error=error,
-                            comparison=json.dumps(comparison) if comparison is not None else None))
+                            comparison=json.dumps(comparison) if comparison is not None else None,
+                            replies=texts, checklist=None if checklist is None else json.dumps(checklist)))
             sid = db.execute("SELECT id FROM series WHERE root = ? AND revision = ?",
                              (info["root"], info["revision"])).fetchone()[0]
             for msgid in msgids:
