@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from reviewer.rules import Matcher
 
 LOOKBACK = 10
-_NOT_HOST = re.compile(r"!\s*(?:\w+(?:->|\.))?host_initiated\b")
+_NOT_HOST = re.compile(r"!\s*(?:\w+(?:->|\.))?host(?:_initiated)?\b")
 _ERRNOS = r"-E(INVAL|2BIG|PERM|NXIO|OPNOTSUPP|BUSY|EXIST|RANGE|ACCES|NOTSUPP)\b"
 # an error return; ``return 1`` is how MSR handlers fail a write
 _ERR_RETURN = re.compile(r"\breturn\s+(" + _ERRNOS + r"|KVM_MSR_RET_\w+|1\s*;)")
@@ -121,6 +121,8 @@ def _helper_widening(patch: Patch, added: list[str], removed: list[str]) -> int:
             for h in f.hunks:
                 body = [i for i in h.changed if h.lines[i].added and h.lines[i].function == name]
                 for j in {j for i in body for j in _block(h, i)}:
+                    if _NOT_HOST.search(h.lines[j].text):
+                        continue  # a guest-only clause fails no userspace write
                     count = h.lines[j].text.count(op)
                     widening += count if h.lines[j].added else -count
     return max(0, widening)
@@ -295,6 +297,13 @@ def not_moved_out(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> boo
     return not moved
 
 
+def not_readded(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """The patch does not add the same line back elsewhere (a moved line)."""
+    text = " ".join(hunk.lines[index].text.split())
+    return not any(" ".join(ln.text.split()) == text
+                   for f in patch.files for h in f.hunks for ln in h.lines if ln.added)
+
+
 def not_a_new_interface(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """Not in a ``case`` arm this patch adds: the argument checks of a new
     ioctl, capability or attribute reject nothing that worked before."""
@@ -354,6 +363,7 @@ LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
     "no_padding_reuse": no_padding_reuse,
     "not_a_new_interface": not_a_new_interface,
     "not_moved_out": not_moved_out,
+    "not_readded": not_readded,
     "adds_host_exemption": adds_host_exemption,
     "widens_mask": widens_mask,
 }
