@@ -68,13 +68,16 @@ def test_indirect_calls_name_the_ops_member():
 	vcpu->arch.complete_userspace_io(vcpu);
 	kvm_x86_ops->cpuid_update(vcpu);
 	handlers[reason](vcpu);
+	int (*cui)(struct kvm_vcpu *) = vcpu->arch.complete_userspace_io;
+	r = cui(vcpu);
 """
     found = cscan.calls_in(text)
     assert [(c.name, c.used, c.base) for c in found] == [
         ("kvm_x86_ops.set_msr", True, None), ("kvm_x86_ops.get_cpl", False, None),
         ("kvm_pmu_ops.refresh", False, None), ("kvm_pmu_ops.reset", False, None),
         (".set_state", True, "nested_ops"), (".probe", True, "ops"),
-        (".complete_userspace_io", False, "arch"), ("kvm_x86_ops.cpuid_update", False, None)]
+        (".complete_userspace_io", False, "arch"), ("kvm_x86_ops.cpuid_update", False, None),
+        (".complete_userspace_io", True, "arch")]
 
 
 def test_comments_strings_and_macros_hide_nothing_else():

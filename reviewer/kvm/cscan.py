@@ -249,6 +249,7 @@ class _Body:
     def scan(self, start: int, end: int) -> tuple[list[Call], list[Ref]]:
         calls: list[Call] = []
         refs: list[Ref] = []
+        pointers = self._pointers(start, end)
         index = start
         while index < end:
             tok = self.tok(index)
@@ -264,7 +265,11 @@ class _Body:
                     refs.append(Ref(pasted, self.line_of(index)))
                 index += 4
                 continue
-            if nxt == "(" and prev not in (".", "->"):
+            if nxt == "(" and tok in pointers:
+                member, base = pointers[tok]
+                used = self._used(index, self.match.get(index + 1, index))
+                calls.append(Call(f".{member}", self.line_of(index), used, base))
+            elif nxt == "(" and prev not in (".", "->"):
                 call = self._call(index)
                 if call:
                     calls.append(call)
@@ -274,6 +279,27 @@ class _Body:
                 refs.append(Ref(tok, self.line_of(index), nxt in (".", "->"), self._assigned_member(index)))
             index += 1
         return calls, refs
+
+    def _pointers(self, start: int, end: int) -> dict[str, tuple[str, str | None]]:
+        """Local function pointers loaded from a member: ``int (*cui)(...) = a->b.m;`` or
+        ``fn = a->m;`` -> {"cui": ("m", "b")}: a call through them is a call through the member."""
+        found: dict[str, tuple[str, str | None]] = {}
+        for index in range(start, end):
+            if self.tok(index) != "=":
+                continue
+            stop = index + 1
+            while self.tok(stop) not in (";", ",", ")", "") and stop < end:
+                stop += 1
+            member, dot, base = self.tok(stop - 1), self.tok(stop - 2), self.tok(stop - 3)
+            if self.tok(stop) != ";" or dot not in (".", "->") or stop - index < 4:
+                continue
+            name = self.tok(index - 1)
+            if name == ")" and index - 1 in self.opener and self.tok(self.opener[index - 1] - 1) == ")":
+                group = self.opener.get(self.opener[index - 1] - 1, -1)
+                name = self.tok(group + 2) if self.tok(group + 1) == "*" else ""
+            if name[:1].isalpha() or name[:1] == "_":
+                found[name] = (member, base if base[:1].isalpha() or base[:1] == "_" else None)
+        return found
 
     def locals(self, start: int, end: int) -> set[str]:
         """Names declared in a token range (parameters and locals): ``type name`` followed by

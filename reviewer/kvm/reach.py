@@ -76,6 +76,13 @@ class Model:
             [k for k in self.index.members if k.partition(".")[2] == member]
         return sorted({self.index.names[i] for key in keys for i in self.index.members[key]})
 
+    def _vendor(self, name: str) -> str | None:
+        number = self.index.position.get(name)
+        if number is None:
+            return None
+        path = self.index.files[self.index.where[number][0]]
+        return next((vendor for vendor in ("vmx", "svm") if f"/{vendor}/" in path), None)
+
     # -- edges ------------------------------------------------------------------------------
     def _callers(self, name: str) -> list[tuple[str, bool]]:
         index = self.index
@@ -137,6 +144,11 @@ class Model:
         if via not in VIA:
             raise ValueError(f"via must be one of {VIA}, not {via!r}")
         parent[func] = None
+        prefer = self._vendor(func) or "vmx"
+
+        def order(name: str) -> tuple[bool, str]:  # paths stay in the function's vendor, else VMX
+            return self._vendor(name) not in (None, prefer), name
+
         level = [func]
         depth = 0
         while level:
@@ -146,11 +158,11 @@ class Model:
             for node in level:
                 if node in self.index.dispatchers:
                     continue  # reached only through its arms
-                for caller, used in sorted(self._callers(node)):
+                for caller, used in sorted(self._callers(node), key=lambda pair: order(pair[0])):
                     if caller not in parent and (used or via == "any"):
                         parent[caller] = node
                         following.append(caller)
-            level = following
+            level = sorted(following, key=order)
             depth += 1
 
     def path(self, func: str, via: str = "any", entry: str | None = None) -> list[str] | None:
