@@ -184,3 +184,16 @@ def test_shipped_index_loads():
     assert model.index.kernel == "6.12"
     assert len(model.index.names) > 3500 and len(model.index.entries) > 100
     assert model.entries("kvm_check_cpuid") == ["KVM_SET_CPUID", "KVM_SET_CPUID2"]
+
+
+def test_reach_stats_and_usage(index_file):
+    proc = run("reach", "--index", str(index_file), "--stats")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "kernel 9.1: 7 functions, 6 calls, 2 entry points",
+        "functions reached (any call / result used):",
+        "     4      4  KVM_SET_THINGS",
+        "     3      1  KVM_POKE"]
+    proc = run("reach", "--index", str(index_file))
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == "kvm-review: error: reach: name a FUNCTION, or ask for --stats\n"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reviewer.errors import InputError
-from reviewer.kvm.index import Index, dumps, loads
+from reviewer.kvm.index import Index, closure, dumps, loads
 
 SHIPPED = "index-6.12.txt"
 VIA = ("any", "result")
@@ -91,10 +91,7 @@ class Model:
         return base + list(self.extra_callers.get(name, ()))
 
     def _callees(self, name: str) -> list[tuple[str, bool]]:
-        index = self.index
-        number = index.position.get(name)
-        base = [] if number is None else [(index.names[code >> 1], bool(code & 1)) for code in index.callees[number]]
-        return base + list(self.extra_callees.get(name, ()))
+        return self.index.callees_of(name) + list(self.extra_callees.get(name, ()))
 
     def callers(self, func: str) -> list[str]:
         return sorted({name for name, _ in self._callers(self._canonical(func))})
@@ -194,29 +191,42 @@ class Model:
 
     def entries(self, func: str, via: str = "any") -> list[str]:
         """Every entry point that reaches ``func``, sorted."""
-        name = self._canonical(func)
-        roots = self._roots()
-        found = set(self._dispatched(name))
-        for _, node in self._walk(name, via, {}):
-            found.update(entry for entry, _, used in roots.get(node, ()) if used or via == "any")
-        return sorted(found)
+        if via not in VIA:
+            raise ValueError(f"via must be one of {VIA}, not {via!r}")
+        key = ("entries", self._canonical(func), via)
+        if key not in self.cache:
+            self.cache[key] = sorted(self._entries(key[1], via, frozenset()))
+        return self.cache[key]
+
+    def _base_entries(self, name: str, via: str) -> set[str]:
+        """From the index's table: the entries reaching ``name`` without the patch's calls."""
+        number = self.index.position.get(name)
+        if number is None:
+            return set()
+        names = list(self.index.entries)
+        return {names[e] for e in self.index.entry_sets[self.index.reach_ids[number][VIA.index(via)]]}
+
+    def _entries(self, name: str, via: str, visiting: frozenset[str]) -> set[str]:
+        """The table's answer, plus what reaches the callers of every call the patch adds that
+        leads to ``name``."""
+        found = self._base_entries(name, via) | set(self._dispatched(name))
+        for target, callers in self.extra_callers.items():
+            if target != name and name not in self._forward(target, via):
+                continue
+            for caller, used in callers:
+                if (used or via == "any") and caller not in visiting:
+                    found |= self._entries(caller, via, visiting | {name})
+        return found
+
+    def _forward(self, name: str, via: str) -> set[str]:
+        key = ("forward", name, via)
+        if key not in self.cache:
+            self.cache[key] = closure([name], self._callees, via, self.index.dispatchers)
+        return self.cache[key]
 
     def reached(self, entry: str, via: str = "any") -> set[str]:
         """Every function ``entry`` reaches (its dispatchers included)."""
-        pairs = self.index.entries.get(entry, [])
-        names = self.index.names
-        seen = {names[d] for d, _ in pairs}
-        todo = [names[code >> 1] for _, code in pairs if code & 1 or via == "any"]
-        seen.update(todo)
-        while todo:
-            node = todo.pop()
-            if node in self.index.dispatchers:
-                continue  # its other arms are other entries
-            for callee, used in self._callees(node):
-                if callee not in seen and (used or via == "any"):
-                    seen.add(callee)
-                    todo.append(callee)
-        return seen
+        return self.index.reached(entry, via, self._callees)
 
 
 def describe(path: list[str]) -> str:

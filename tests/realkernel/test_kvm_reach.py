@@ -11,6 +11,7 @@ import pytest
 from reviewer.kvm import cscan, generate, graph, reach
 from reviewer.kvm.index import dumps
 from tests.realkernel import kedits
+from tests.realkernel.conftest import MEMBERS, TOP
 
 pytestmark = pytest.mark.realkernel
 
@@ -65,11 +66,11 @@ def test_shipped_index_is_what_make_kvm_index_writes(kernel_tree, tmp_path):
     assert out.read_text(encoding="utf-8").startswith("kvm-review-index 1 kernel=6.12 functions=")
 
 
-def test_generator_unpacks_what_the_tree_fixture_has(kernel_tree, tmp_path):
-    """make kvm-index unpacks generate.members(): the same scanned files as the tests' tree."""
-    unpacked = generate.unpack(generate.TARBALL, tmp_path)
-    assert graph.source_files(unpacked) == graph.source_files(kernel_tree)
-    assert graph.kernel_version(unpacked) == "6.12"
+def test_generator_unpacks_what_the_tree_fixture_has(kernel_tree):
+    """make kvm-index unpacks generate.members(): the tests' tree has all of them."""
+    fixture = {f"{TOP}/{member}" for member in MEMBERS}
+    assert set(generate.members()) <= fixture
+    assert graph.kernel_version(kernel_tree) == "6.12"
 
 
 def test_dispatchers_and_aliases_name_real_functions(model):
@@ -186,3 +187,16 @@ def test_loaded_index_answers_like_the_built_one(model, index, tmp_path):
     for func, _ in REACHED:
         assert loaded.path(func) == model.path(func)
         assert loaded.entries(func, "result") == model.entries(func, "result")
+
+
+def test_entry_table_agrees_with_the_path_search(model):
+    """entries() reads the index's precomputed table (or extends it for a patch's calls);
+    path(entry=E) searches the callers: two algorithms, one answer."""
+    grown = model.with_calls([("kvm_set_cpuid", "kvm_new_cpuid_check", True),
+                              ("kvm_new_cpuid_check", "kvm_set_cpu_caps", False)])
+    sample = [*model.index.names[::300], "kvm_new_cpuid_check", "kvm_set_cpu_caps", "kvm_cpuid"]
+    for current in (model, grown):
+        for func in sample:
+            for via in reach.VIA:
+                by_path = [e for e in current.index.entries if current.path(func, via, entry=e)]
+                assert current.entries(func, via) == by_path, (func, via)
