@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reviewer.errors import InputError
-from reviewer.kvm.index import Index, closure, dumps, loads
+from reviewer.kvm.index import VIA, Index, closure, dumps, loads
 
 SHIPPED = "index-6.12.txt"
-VIA = ("any", "result")
 
 # names older kernels used -> the 6.12 function (or ops member) that does their job
 ALIASES = {
@@ -80,15 +79,12 @@ class Model:
         number = self.index.position.get(name)
         if number is None:
             return None
-        path = self.index.files[self.index.where[number][0]]
+        path = self.index.files[self.index.row(number).file]
         return next((vendor for vendor in ("vmx", "svm") if f"/{vendor}/" in path), None)
 
     # -- edges ------------------------------------------------------------------------------
     def _callers(self, name: str) -> list[tuple[str, bool]]:
-        index = self.index
-        number = index.position.get(name)
-        base = [] if number is None else [(index.names[code >> 1], bool(code & 1)) for code in index.callers[number]]
-        return base + list(self.extra_callers.get(name, ()))
+        return self.index.callers_of(name) + list(self.extra_callers.get(name, ()))
 
     def _callees(self, name: str) -> list[tuple[str, bool]]:
         return self.index.callees_of(name) + list(self.extra_callees.get(name, ()))
@@ -102,8 +98,7 @@ class Model:
     def label(self, caller: str, callee: str) -> str:
         """How ``caller`` reaches ``callee``: "" a direct call, ".m" through an ops member,
         "&" named as a value, else the table of function pointers it indexes."""
-        position = self.index.position
-        return self.index.labels.get((position.get(caller, -1), position.get(callee, -1)), "")
+        return self.index.label(caller, callee)
 
     def with_calls(self, edges: Iterable[tuple[str, str, bool]]) -> Model:
         """This model plus the calls ``(caller, callee, result used)`` a patch adds; callees
@@ -198,18 +193,10 @@ class Model:
             self.cache[key] = sorted(self._entries(key[1], via, frozenset()))
         return self.cache[key]
 
-    def _base_entries(self, name: str, via: str) -> set[str]:
-        """From the index's table: the entries reaching ``name`` without the patch's calls."""
-        number = self.index.position.get(name)
-        if number is None:
-            return set()
-        names = list(self.index.entries)
-        return {names[e] for e in self.index.entry_sets[self.index.reach_ids[number][VIA.index(via)]]}
-
     def _entries(self, name: str, via: str, visiting: frozenset[str]) -> set[str]:
         """The table's answer, plus what reaches the callers of every call the patch adds that
         leads to ``name``."""
-        found = self._base_entries(name, via) | set(self._dispatched(name))
+        found = self.index.reaching(name, via) | set(self._dispatched(name))
         for target, callers in self.extra_callers.items():
             if target != name and name not in self._forward(target, via):
                 continue
