@@ -229,3 +229,16 @@ long dispatch(unsigned int ioctl)
 def test_reach_calls_in_on_diff_lines():
     assert reach.calls_in("\tif (kvm_check_cpuid(vcpu, e2, nent))\n\t\tkvm_update_cpuid(vcpu);\n") == [
         ("kvm_check_cpuid", True), ("kvm_update_cpuid", False)]
+
+
+def test_reach_calls_in_on_a_hunk():
+    hunk = """\
+@@ -10,6 +10,9 @@ static int kvm_set_cpuid(struct kvm_vcpu *vcpu)
+ \tr = kvm_check_cpuid(vcpu, e2, nent);
+-\tif (r)
++\tif (r || new_check(vcpu))
+ \t\treturn r;
++\tapply_quirks(vcpu);
+"""
+    assert reach.calls_in(hunk) == [
+        ("kvm_check_cpuid", True), ("new_check", True), ("apply_quirks", False)]

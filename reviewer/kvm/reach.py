@@ -226,10 +226,15 @@ def describe(path: list[str]) -> str:
 
 
 def calls_in(text: str) -> list[tuple[str, bool]]:
-    """The calls in a C snippet (diff lines, a body): (callee, result used). Calls
-    through ops members are named ``kvm_x86_ops.m`` / ``.m``."""
+    """The calls in a C snippet (a body, or diff lines: their ``+``/``-``/`` `` column and
+    ``@@`` lines are dropped): (callee, result used). Calls through ops members are named
+    ``kvm_x86_ops.m`` / ``.m``."""
     from reviewer.kvm import cscan  # the scanner only when a rule asks
 
+    lines = text.split("\n")
+    code = [line for line in lines if line]
+    if code and any(line[0] in "+-" for line in code) and all(line[0] in "+- @" for line in code):
+        text = "\n".join("" if line.startswith("@@") else line[1:] for line in lines)
     return [(call.name, call.used) for call in cscan.calls_in(text)]
 
 
