@@ -35,7 +35,9 @@ TARGETS = {
 }
 # what every run pays before reading its input: the interpreter, then b4 (which
 # the brief requires for threading) as kvm-review imports it
-FLOOR = {"python": "pass", "python + b4": "import reviewer.b4glue"}
+FLOOR = {"python": "pass", "python + b4": "import reviewer.b4glue",
+         # what a rule that asks about reachability adds: the shipped call-graph index, read once
+         "python + b4 + kvm index": "import reviewer.b4glue; from reviewer.kvm import reach; reach.load()"}
 _SPLIT = re.compile(r"^From \S+ (?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [^\n]*\n", re.M)
 _CHANGED = re.compile(r"^[+-](?![+-]{2} )", re.M)
 

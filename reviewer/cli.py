@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     where = sub.add_parser("reach", help="which ioctl reaches a KVM x86 function, and through what calls",
                            epilog=EPILOG)
-    where.add_argument("functions", nargs="+", metavar="FUNCTION", help="function names (older names too)")
+    where.add_argument("functions", nargs="*", metavar="FUNCTION", help="function names (older names too)")
+    where.add_argument("--stats", action="store_true", help="the index's size and what each entry point reaches")
     where.add_argument("--via", choices=("any", "result"), default="any",
                        help="result: only calls whose result the caller uses (default: any)")
     where.add_argument("--path", action="store_true", help="print the whole path")

@@ -86,7 +86,7 @@ def test_quick_run_writes_its_figures(tmp_path):
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
     assert [(r["name"], r["patches"]) for r in doc["inputs"]] == [("generated-10", 10), ("generated-100", 100)]
-    assert set(doc["floor"]) == {"python", "python + b4"}
+    assert set(doc["floor"]) == {"python", "python + b4", "python + b4 + kvm index"}
     assert doc["per_patch"]["kvm_review"]["ms_per_patch"] > 0
     assert doc["checks"][">= 10x faster than checkpatch per patch"] is None  # --quick: no checkpatch
     assert doc["checks"]["linear in changed lines"] is None  # two sizes: nothing to judge

@@ -68,13 +68,16 @@ def test_indirect_calls_name_the_ops_member():
 	vcpu->arch.complete_userspace_io(vcpu);
 	kvm_x86_ops->cpuid_update(vcpu);
 	handlers[reason](vcpu);
+	int (*cui)(struct kvm_vcpu *) = vcpu->arch.complete_userspace_io;
+	r = cui(vcpu);
 """
     found = cscan.calls_in(text)
     assert [(c.name, c.used, c.base) for c in found] == [
         ("kvm_x86_ops.set_msr", True, None), ("kvm_x86_ops.get_cpl", False, None),
         ("kvm_pmu_ops.refresh", False, None), ("kvm_pmu_ops.reset", False, None),
         (".set_state", True, "nested_ops"), (".probe", True, "ops"),
-        (".complete_userspace_io", False, "arch"), ("kvm_x86_ops.cpuid_update", False, None)]
+        (".complete_userspace_io", False, "arch"), ("kvm_x86_ops.cpuid_update", False, None),
+        (".complete_userspace_io", True, "arch")]
 
 
 def test_comments_strings_and_macros_hide_nothing_else():
@@ -226,3 +229,16 @@ long dispatch(unsigned int ioctl)
 def test_reach_calls_in_on_diff_lines():
     assert reach.calls_in("\tif (kvm_check_cpuid(vcpu, e2, nent))\n\t\tkvm_update_cpuid(vcpu);\n") == [
         ("kvm_check_cpuid", True), ("kvm_update_cpuid", False)]
+
+
+def test_reach_calls_in_on_a_hunk():
+    hunk = """\
+@@ -10,6 +10,9 @@ static int kvm_set_cpuid(struct kvm_vcpu *vcpu)
+ \tr = kvm_check_cpuid(vcpu, e2, nent);
+-\tif (r)
++\tif (r || new_check(vcpu))
+ \t\treturn r;
++\tapply_quirks(vcpu);
+"""
+    assert reach.calls_in(hunk) == [
+        ("kvm_check_cpuid", True), ("new_check", True), ("apply_quirks", False)]

@@ -131,11 +131,6 @@ class _Branch:
     end: int = 0
 
 
-@dataclass
-class _Group:
-    branches: list[_Branch]
-
-
 def _directive_lines(lines: list[str]) -> Iterator[tuple[int, str, str]]:
     """(index, directive, rest) of every preprocessor line; continuation lines are blanked in place."""
     index = 0
@@ -174,10 +169,10 @@ def _name_macro(rest: str) -> tuple[str, str] | None:
 
 def prepare(text: str) -> Prepared:
     """The text for structure and the text for calls: comments, strings and
-    directives blanked (lengths and lines kept), conditional branches handled."""
+    directives blanked (line numbers kept), conditional branches handled."""
     lines = _LEXEMES.sub(_blank, text).split("\n")
     calls = list(lines)
-    stack: list[_Group] = []
+    stack: list[list[_Branch]] = []  # the open conditionals' branches
     masks: list[tuple[int, int, bool]] = []  # (start, end, drop-for-calls-too)
     name_macros: dict[str, tuple[str, ...]] = {}
     for index, directive, rest in list(_directive_lines(calls)):
@@ -185,14 +180,14 @@ def prepare(text: str) -> Prepared:
         if pasted:
             name_macros[pasted[0]] = (*name_macros.get(pasted[0], ()), pasted[1])
         if directive in ("if", "ifdef", "ifndef"):
-            stack.append(_Group([_Branch(index + 1, dead=directive == "if" and rest.split("/")[0].strip() == "0")]))
+            stack.append([_Branch(index + 1, dead=directive == "if" and rest == "0")])
         elif directive in ("elif", "else") and stack:
-            stack[-1].branches[-1].end = index
-            stack[-1].branches.append(_Branch(index + 1))
+            stack[-1][-1].end = index
+            stack[-1].append(_Branch(index + 1))
         elif directive == "endif" and stack:
-            group = stack.pop()
-            group.branches[-1].end = index
-            for number, branch in enumerate(group.branches):
+            branches = stack.pop()
+            branches[-1].end = index
+            for number, branch in enumerate(branches):
                 if branch.dead:
                     masks.append((branch.start, branch.end, True))
                 elif number:
@@ -249,6 +244,7 @@ class _Body:
     def scan(self, start: int, end: int) -> tuple[list[Call], list[Ref]]:
         calls: list[Call] = []
         refs: list[Ref] = []
+        pointers = self._pointers(start, end)
         index = start
         while index < end:
             tok = self.tok(index)
@@ -264,7 +260,11 @@ class _Body:
                     refs.append(Ref(pasted, self.line_of(index)))
                 index += 4
                 continue
-            if nxt == "(" and prev not in (".", "->"):
+            if nxt == "(" and tok in pointers:
+                member, base = pointers[tok]
+                used = self._used(index, self.match.get(index + 1, index))
+                calls.append(Call(f".{member}", self.line_of(index), used, base))
+            elif nxt == "(" and prev not in (".", "->"):
                 call = self._call(index)
                 if call:
                     calls.append(call)
@@ -274,6 +274,27 @@ class _Body:
                 refs.append(Ref(tok, self.line_of(index), nxt in (".", "->"), self._assigned_member(index)))
             index += 1
         return calls, refs
+
+    def _pointers(self, start: int, end: int) -> dict[str, tuple[str, str | None]]:
+        """Local function pointers loaded from a member: ``int (*cui)(...) = a->b.m;`` or
+        ``fn = a->m;`` -> {"cui": ("m", "b")}: a call through them is a call through the member."""
+        found: dict[str, tuple[str, str | None]] = {}
+        for index in range(start, end):
+            if self.tok(index) != "=":
+                continue
+            stop = index + 1
+            while self.tok(stop) not in (";", ",", ")", "") and stop < end:
+                stop += 1
+            member, dot, base = self.tok(stop - 1), self.tok(stop - 2), self.tok(stop - 3)
+            if self.tok(stop) != ";" or dot not in (".", "->") or stop - index < 4:
+                continue
+            name = self.tok(index - 1)
+            if name == ")" and index - 1 in self.opener and self.tok(self.opener[index - 1] - 1) == ")":
+                group = self.opener.get(self.opener[index - 1] - 1, -1)
+                name = self.tok(group + 2) if self.tok(group + 1) == "*" else ""
+            if name[:1].isalpha() or name[:1] == "_":
+                found[name] = (member, base if base[:1].isalpha() or base[:1] == "_" else None)
+        return found
 
     def locals(self, start: int, end: int) -> set[str]:
         """Names declared in a token range (parameters and locals): ``type name`` followed by
@@ -294,8 +315,9 @@ class _Body:
     def _declared(self, index: int) -> bool:
         """``struct foo *name`` / ``int name``: the identifier is declared here (a type or a name)."""
         prev = self.tok(index - 1)
-        return prev in ("struct", "union", "enum", "goto") or self.tok(index + 1) in ("*",) and prev in (
-            ";", "{", "}", "(", ",")
+        if prev in ("struct", "union", "enum", "goto"):
+            return True
+        return self.tok(index + 1) == "*" and prev in (";", "{", "}", "(", ",")  # a type: ``foo_t *x``
 
     def _assigned_member(self, index: int) -> str | None:
         back = index - 1

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from reviewer.errors import InputError
 from reviewer.kvm import cscan
-from reviewer.kvm.index import Index
+from reviewer.kvm.index import Index, make
 
 SCANNED = ("arch/x86/kvm", "virt/kvm", "arch/x86/include/asm/kvm_host.h", "include/linux/kvm_host.h")
 # dispatcher -> how its arms' labels name the entry
@@ -201,6 +201,6 @@ def _assemble(kernel: str, scans: list[cscan.FileScan]) -> Index:
         callees[caller].append(callee * 2 + used)
         callers[callee].append(caller * 2 + used)
     members = {key: sorted(position[f] for f in fns) for key, fns in sorted(resolve.members.items())}
-    return Index(kernel, files, names, [where[name] for name in names], callees, callers,
-                 {key: label for key, label in sorted(labels.items()) if label},
-                 {entry: sorted(roots) for entry, roots in sorted(entries.items())}, members)
+    return make(kernel, files, names, [where[name] for name in names], callees, callers,
+                {key: label for key, label in sorted(labels.items()) if label},
+                {entry: sorted(roots) for entry, roots in sorted(entries.items())}, members)

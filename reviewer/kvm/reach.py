@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reviewer.errors import InputError
-from reviewer.kvm.index import Index, dumps, loads
+from reviewer.kvm.index import VIA, Index, closure, dumps, loads
 
 SHIPPED = "index-6.12.txt"
-VIA = ("any", "result")
 
 # names older kernels used -> the 6.12 function (or ops member) that does their job
 ALIASES = {
@@ -76,18 +75,19 @@ class Model:
             [k for k in self.index.members if k.partition(".")[2] == member]
         return sorted({self.index.names[i] for key in keys for i in self.index.members[key]})
 
+    def _vendor(self, name: str) -> str | None:
+        number = self.index.position.get(name)
+        if number is None:
+            return None
+        path = self.index.files[self.index.row(number).file]
+        return next((vendor for vendor in ("vmx", "svm") if f"/{vendor}/" in path), None)
+
     # -- edges ------------------------------------------------------------------------------
     def _callers(self, name: str) -> list[tuple[str, bool]]:
-        index = self.index
-        number = index.position.get(name)
-        base = [] if number is None else [(index.names[code >> 1], bool(code & 1)) for code in index.callers[number]]
-        return base + list(self.extra_callers.get(name, ()))
+        return self.index.callers_of(name) + list(self.extra_callers.get(name, ()))
 
     def _callees(self, name: str) -> list[tuple[str, bool]]:
-        index = self.index
-        number = index.position.get(name)
-        base = [] if number is None else [(index.names[code >> 1], bool(code & 1)) for code in index.callees[number]]
-        return base + list(self.extra_callees.get(name, ()))
+        return self.index.callees_of(name) + list(self.extra_callees.get(name, ()))
 
     def callers(self, func: str) -> list[str]:
         return sorted({name for name, _ in self._callers(self._canonical(func))})
@@ -98,8 +98,7 @@ class Model:
     def label(self, caller: str, callee: str) -> str:
         """How ``caller`` reaches ``callee``: "" a direct call, ".m" through an ops member,
         "&" named as a value, else the table of function pointers it indexes."""
-        position = self.index.position
-        return self.index.labels.get((position.get(caller, -1), position.get(callee, -1)), "")
+        return self.index.label(caller, callee)
 
     def with_calls(self, edges: Iterable[tuple[str, str, bool]]) -> Model:
         """This model plus the calls ``(caller, callee, result used)`` a patch adds; callees
@@ -137,6 +136,11 @@ class Model:
         if via not in VIA:
             raise ValueError(f"via must be one of {VIA}, not {via!r}")
         parent[func] = None
+        prefer = self._vendor(func) or "vmx"
+
+        def order(name: str) -> tuple[bool, str]:  # paths stay in the function's vendor, else VMX
+            return self._vendor(name) not in (None, prefer), name
+
         level = [func]
         depth = 0
         while level:
@@ -146,11 +150,11 @@ class Model:
             for node in level:
                 if node in self.index.dispatchers:
                     continue  # reached only through its arms
-                for caller, used in sorted(self._callers(node)):
+                for caller, used in sorted(self._callers(node), key=lambda pair: order(pair[0])):
                     if caller not in parent and (used or via == "any"):
                         parent[caller] = node
                         following.append(caller)
-            level = following
+            level = sorted(following, key=order)
             depth += 1
 
     def path(self, func: str, via: str = "any", entry: str | None = None) -> list[str] | None:
@@ -182,29 +186,34 @@ class Model:
 
     def entries(self, func: str, via: str = "any") -> list[str]:
         """Every entry point that reaches ``func``, sorted."""
-        name = self._canonical(func)
-        roots = self._roots()
-        found = set(self._dispatched(name))
-        for _, node in self._walk(name, via, {}):
-            found.update(entry for entry, _, used in roots.get(node, ()) if used or via == "any")
-        return sorted(found)
+        if via not in VIA:
+            raise ValueError(f"via must be one of {VIA}, not {via!r}")
+        key = ("entries", self._canonical(func), via)
+        if key not in self.cache:
+            self.cache[key] = sorted(self._entries(key[1], via, frozenset()))
+        return self.cache[key]
+
+    def _entries(self, name: str, via: str, visiting: frozenset[str]) -> set[str]:
+        """The table's answer, plus what reaches the callers of every call the patch adds that
+        leads to ``name``."""
+        found = self.index.reaching(name, via) | set(self._dispatched(name))
+        for target, callers in self.extra_callers.items():
+            if target != name and name not in self._forward(target, via):
+                continue
+            for caller, used in callers:
+                if (used or via == "any") and caller not in visiting:
+                    found |= self._entries(caller, via, visiting | {name})
+        return found
+
+    def _forward(self, name: str, via: str) -> set[str]:
+        key = ("forward", name, via)
+        if key not in self.cache:
+            self.cache[key] = closure([name], self._callees, via, self.index.dispatchers)
+        return self.cache[key]
 
     def reached(self, entry: str, via: str = "any") -> set[str]:
         """Every function ``entry`` reaches (its dispatchers included)."""
-        pairs = self.index.entries.get(entry, [])
-        names = self.index.names
-        seen = {names[d] for d, _ in pairs}
-        todo = [names[code >> 1] for _, code in pairs if code & 1 or via == "any"]
-        seen.update(todo)
-        while todo:
-            node = todo.pop()
-            if node in self.index.dispatchers:
-                continue  # its other arms are other entries
-            for callee, used in self._callees(node):
-                if callee not in seen and (used or via == "any"):
-                    seen.add(callee)
-                    todo.append(callee)
-        return seen
+        return self.index.reached(entry, via, self._callees)
 
 
 def describe(path: list[str]) -> str:
@@ -217,10 +226,15 @@ def describe(path: list[str]) -> str:
 
 
 def calls_in(text: str) -> list[tuple[str, bool]]:
-    """The calls in a C snippet (diff lines, a body): (callee, result used). Calls
-    through ops members are named ``kvm_x86_ops.m`` / ``.m``."""
+    """The calls in a C snippet (a body, or diff lines: their ``+``/``-``/`` `` column and
+    ``@@`` lines are dropped): (callee, result used). Calls through ops members are named
+    ``kvm_x86_ops.m`` / ``.m``."""
     from reviewer.kvm import cscan  # the scanner only when a rule asks
 
+    lines = text.split("\n")
+    code = [line for line in lines if line]
+    if code and any(line[0] in "+-" for line in code) and all(line[0] in "+- @" for line in code):
+        text = "\n".join("" if line.startswith("@@") else line[1:] for line in lines)
     return [(call.name, call.used) for call in cscan.calls_in(text)]
 
 
