@@ -19,6 +19,7 @@ EXCERPT_BEFORE = 3
 EXCERPT_AFTER_MAX = 4  # lines to finish a statement split over several
 
 
+MAX_PATHS = 8  # entries whose paths are compared for a finding's why
 _models: dict = {}  # kernel tree (None: the shipped index) -> loaded model
 
 
@@ -29,7 +30,7 @@ class Scope:
     def __init__(self, series: Series | None) -> None:
         self.series = series
         self._model = None
-        self._paths: dict = {}
+        self._entries: dict = {}
 
     def model(self):
         if self._model is None:
@@ -42,31 +43,29 @@ class Scope:
             self._model = _models[tree].with_calls(added)
         return self._model
 
-    def path(self, function: str | None, globs: tuple[str, ...], via: str) -> list[str] | None:
-        """The shortest path to ``function`` from an entry matching ``globs``."""
+    def reached(self, function: str | None, globs: tuple[str, ...], via: str) -> list[str]:
+        """The entries matching ``globs`` that reach ``function``, the
+        preferred first (the earliest glob they match, then by name)."""
         if function is None:
-            return None
+            return []
         key = (function, globs, via)
-        if key not in self._paths:
-            self._paths[key] = self._shortest(function, globs, via)
-        return self._paths[key]
+        if key not in self._entries:
+            model = self.model()
+            ranked = [(rank, e) for e in (model.entries(function, via) if model.known(function) else [])
+                      if (rank := entry_rank(e, globs)) is not None]
+            self._entries[key] = [e for _, e in sorted(ranked)]
+        return self._entries[key]
 
-    def _shortest(self, function: str, globs: tuple[str, ...], via: str) -> list[str] | None:
-        """Entries matching the earliest glob that matches any are preferred
-        (``["KVM_SET_*", "*"]`` names a setter before KVM_CREATE_VCPU), then
-        the shortest path."""
-        model = self.model()
-        if not model.known(function):
+    def path(self, function: str | None, globs: tuple[str, ...], via: str) -> list[str] | None:
+        """The shortest path to ``function`` from the preferred entries (the
+        first few of those matching the earliest glob), for a finding's why."""
+        entries = self.reached(function, globs, via)
+        if not entries:
             return None
-        best = None
-        for entry in model.entries(function, via):
-            rank = entry_rank(entry, globs)
-            if rank is None:
-                continue
-            path = model.path(function, via, entry)
-            if path and (best is None or (rank, len(path)) < best[0]):
-                best = ((rank, len(path)), path)
-        return best[1] if best else None
+        first = entry_rank(entries[0], globs)
+        group = [e for e in entries if entry_rank(e, globs) == first][:MAX_PATHS]
+        paths = [p for e in group if (p := self.model().path(function, via, e))]
+        return min(paths, key=len) if paths else None
 
 
 def entry_rank(entry: str, globs: tuple[str, ...]) -> int | None:
@@ -93,7 +92,8 @@ class Watch:
     def function_matches(self, name: str | None) -> bool:
         if name not in self._seen:
             self._seen[name] = self.matcher.function_matches(name) and (
-                not self.matcher.reachable_from or self.reach_path(name) is not None)
+                not self.matcher.reachable_from or bool(self.scope.reached(
+                    name, tuple(self.matcher.reachable_from), self.matcher.reach_via)))
         return self._seen[name]
 
     def reach_path(self, name: str | None) -> list[str] | None:

@@ -103,6 +103,11 @@ def main(directory: str, only: str | None = None) -> int:
             else:
                 positives, caught = positives + 1, caught + (tag == "ok")
             print(f"{tag:11} {m.verdict:16} {seen[m.msgid][:7]:7} {m.subject[:70]}")
+        for verdict in AT_WARNING + AT_INFO:
+            of = [m for m in rows if m.verdict == verdict and m.msgid in seen]
+            if of:
+                ok = sum(judge(m.verdict, seen[m.msgid]) == "ok" for m in of)
+                print(f"  {verdict:16} {ok} of {len(of)}")
         recall = f"{caught / positives:.2f}" if positives else "n/a"
         rate = f"{alarms / benign:.0%}" if benign else "n/a"
         print(f"{half}: recall {caught}/{positives} ({recall}); false alarms {alarms}/{benign} benign ({rate})"
