@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from reviewer.errors import InputError
 from reviewer.kvm.index import VIA, Index, closure, dumps, loads
 
 SHIPPED = "index-6.12.txt"
+_ARM = re.compile(r"^\t(?:case\s+(\w+)|default)\s*:")
 
 # names older kernels used -> the 6.12 function (or ops member) that does their job
 ALIASES = {
@@ -210,6 +212,18 @@ class Model:
         if key not in self.cache:
             self.cache[key] = closure([name], self._callees, via, self.index.dispatchers)
         return self.cache[key]
+
+    def case_entry(self, function: str, lines_before: list[str]) -> str | None:
+        """The entry point a line inside a dispatcher belongs to: the nearest ``case X:`` above it at
+        the switch's own depth (one tab, kernel style). ``lines_before``: the function's lines up
+        to that line, nearest last (a hunk's context will do when it shows the label)."""
+        dispatched = self._dispatched(self._canonical(function))
+        for line in reversed(lines_before):
+            match = _ARM.match(line)
+            if match:
+                label = match.group(1)
+                return next((e for e in dispatched if label and (e == label or e.endswith(f"({label})"))), None)
+        return None
 
     def reached(self, entry: str, via: str = "any") -> set[str]:
         """Every function ``entry`` reaches (its dispatchers included)."""
