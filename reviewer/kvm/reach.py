@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reviewer.errors import InputError
-from reviewer.kvm.index import VIA, Index, closure, dumps, loads
+from reviewer.kvm.index import NO_ROOT, VIA, Index, closure, dumps, loads
 
 SHIPPED = "index-6.12.txt"
 _ARM = re.compile(r"^\t(?:case\s+(\w+)|default)\s*:")
@@ -124,7 +124,8 @@ class Model:
             names = self.index.names
             for entry, pairs in self.index.entries.items():
                 for dispatcher, code in pairs:
-                    roots.setdefault(names[code >> 1], []).append((entry, names[dispatcher], bool(code & 1)))
+                    if code != NO_ROOT:
+                        roots.setdefault(names[code >> 1], []).append((entry, names[dispatcher], bool(code & 1)))
             self.cache["roots"] = roots
         return self.cache["roots"]
 

@@ -208,3 +208,8 @@ def test_case_entry_names_the_arm(model, kernel_tree):
     assert model.case_entry("kvm_arch_vcpu_ioctl", x86[:at]) == "KVM_SET_CPUID2"
     at = next(n for n, line in enumerate(x86) if "kvm->arch.user_space_msr_mask = cap->args[0];" in line)
     assert model.case_entry("kvm_vm_ioctl_enable_cap", x86[:at]) == "KVM_ENABLE_CAP(KVM_CAP_X86_USER_SPACE_MSR)"
+    # an arm that calls nothing is an entry all the same: its code is the dispatcher's
+    entry = "KVM_ENABLE_CAP(KVM_CAP_X86_USER_SPACE_MSR)"
+    assert entry in model.entries("kvm_vm_ioctl_enable_cap")
+    assert model.path("kvm_vm_ioctl_enable_cap", entry=entry) == [entry, "kvm_vm_ioctl_enable_cap"]
+    assert model.reached(entry) == {"kvm_vm_ioctl_enable_cap"}
