@@ -39,6 +39,11 @@ ALIASES = {
     ".mem_enc_op": "kvm_x86_ops.mem_enc_ioctl",
     "svm_mem_enc_op": "sev_mem_enc_ioctl",
     "kvm_find_cpuid_entry2": "cpuid_entry2_find",  # the later name
+    "kvm_set_apic_base": "kvm_apic_set_base",  # x86.c before its move to lapic.c
+    "kvm_lapic_set_base": "__kvm_apic_set_base",
+    "__set_sregs2": "kvm_vcpu_ioctl_x86_set_sregs2",
+    "vmx_compute_secondary_exec_control": "vmx_secondary_exec_control",  # 5.x
+    "kvm_apply_cpuid_pv_features_quirk": "kvm_update_pv_runtime",  # trees after 6.12
 }
 
 

@@ -163,6 +163,7 @@ def test_older_names_reach_like_their_successors(model):
     assert model.entries("svm_cpuid_update") == ["KVM_SET_CPUID", "KVM_SET_CPUID2"]
     assert model.entries("vmx_cpuid_update") == ["KVM_SET_CPUID", "KVM_SET_CPUID2"]
     assert model.entries("cpuid_entry2_find") == model.entries("kvm_find_cpuid_entry2")
+    assert "KVM_SET_MSRS" in model.entries("kvm_set_apic_base", via="result")
 
 
 def test_calls_a_patch_adds(model):
