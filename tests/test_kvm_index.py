@@ -105,6 +105,8 @@ def test_small_tree_model(tree):
     assert model.path("setup_only") is None and model.known("setup_only")
     assert model.callers("vendor_check") == ["setup_only", "vmx_set_thing"]
     assert model.callees("kvm_arch_vcpu_ioctl") == ["do_set_thing", "poke"]
+    assert model.below("do_set_thing") == {"do_set_thing", "vmx_set_thing", "vendor_check"}
+    assert model.below("poke", "result") == {"poke"}
     assert model.reached("KVM_SET_THINGS") == {
         "kvm_arch_vcpu_ioctl", "do_set_thing", "vmx_set_thing", "vendor_check"}
     body = X86.split("\n")

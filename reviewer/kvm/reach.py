@@ -231,6 +231,11 @@ class Model:
                 return next((e for e in dispatched if label and (e == label or e.endswith(f"({label})"))), None)
         return None
 
+    def below(self, func: str, via: str = "any") -> set[str]:
+        """Every function ``func`` reaches, itself included (``kvm_update_cpuid_runtime``'s
+        runtime updates, say)."""
+        return set(self._forward(self._canonical(func), via))
+
     def reached(self, entry: str, via: str = "any") -> set[str]:
         """Every function ``entry`` reaches (its dispatchers included)."""
         return self.index.reached(entry, via, self._callees)
