@@ -105,8 +105,16 @@ def test_small_tree_model(tree):
     assert model.path("setup_only") is None and model.known("setup_only")
     assert model.callers("vendor_check") == ["setup_only", "vmx_set_thing"]
     assert model.callees("kvm_arch_vcpu_ioctl") == ["do_set_thing", "poke"]
+    assert model.below("do_set_thing") == {"do_set_thing", "vmx_set_thing", "vendor_check"}
+    assert model.below("poke", "result") == {"poke"}
     assert model.reached("KVM_SET_THINGS") == {
         "kvm_arch_vcpu_ioctl", "do_set_thing", "vmx_set_thing", "vendor_check"}
+    body = X86.split("\n")
+    assert model.case_entry("kvm_arch_vcpu_ioctl", body[:12]) == "KVM_SET_THINGS"
+    assert model.case_entry("kvm_arch_vcpu_ioctl", body[:16]) == "KVM_POKE"
+    assert model.case_entry("kvm_arch_vcpu_ioctl", body[:19]) is None  # default: no entry of its own
+    assert model.case_entry("kvm_arch_vcpu_ioctl", body[:8]) is None  # before the switch
+    assert model.case_entry("poke", body[:12]) is None  # not a dispatcher
     assert reach.describe(model.path("vendor_check")) == (
         "reached from KVM_SET_THINGS via do_set_thing -> vmx_set_thing -> vendor_check")
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from reviewer.errors import InputError
 from reviewer.kvm import cscan
-from reviewer.kvm.index import Index, make
+from reviewer.kvm.index import NO_ROOT, Index, make
 
 SCANNED = ("arch/x86/kvm", "virt/kvm", "arch/x86/include/asm/kvm_host.h", "include/linux/kvm_host.h")
 # dispatcher -> how its arms' labels name the entry
@@ -195,6 +195,8 @@ def _assemble(kernel: str, scans: list[cscan.FileScan]) -> Index:
             if fn.name in DISPATCHERS:
                 for entry, roots in _arm_entries(scan, fn, DISPATCHERS[fn.name], resolve).items():
                     entries[entry].update((caller, position[root] * 2 + used) for root, used in roots)
+                    if not roots:
+                        entries[entry].add((caller, NO_ROOT))  # an arm that calls nothing still is an entry
     callees: list[list[int]] = [[] for _ in names]
     callers: list[list[int]] = [[] for _ in names]
     for (caller, callee), used in sorted(edges.items()):

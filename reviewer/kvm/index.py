@@ -17,6 +17,7 @@ from reviewer.errors import InputError
 MAGIC = "kvm-review-index"
 FORMAT = 1
 VIA = ("any", "result")
+NO_ROOT = -1  # the root code of an arm that calls nothing
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class Index:
     names: list[str]
     rows: list[str]  # Row.encode(name), one per name
     label_rows: list[str]  # "caller callee label": how a call that is not a plain call goes
-    entries: dict[str, list[tuple[int, int]]]  # entry -> [(dispatcher, root * 2 + used)]
+    entries: dict[str, list[tuple[int, int]]]  # entry -> [(dispatcher, root * 2 + used or NO_ROOT)]
     members: dict[str, list[int]]  # "kvm_x86_ops.set_msr" / ".set_msr" -> implementations
     entry_sets: list[list[int]]  # sets of entry numbers (in ``entries`` order), named by Row.reach
     position: dict[str, int] = field(default_factory=dict, repr=False)
@@ -107,7 +108,7 @@ class Index:
     def reached(self, entry: str, via: str, callees: Callable[[str], Iterable[tuple[str, bool]]]) -> set[str]:
         """Every function ``entry`` reaches (its dispatchers included) over ``callees``."""
         pairs = self.entries.get(entry, [])
-        roots = [self.names[code >> 1] for _, code in pairs if code & 1 or via == "any"]
+        roots = [self.names[code >> 1] for _, code in pairs if code != NO_ROOT and (code & 1 or via == "any")]
         return closure(roots, callees, via, self.dispatchers) | {self.names[d] for d, _ in pairs}
 
 

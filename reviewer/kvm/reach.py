@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reviewer.errors import InputError
-from reviewer.kvm.index import VIA, Index, closure, dumps, loads
+from reviewer.kvm.index import NO_ROOT, VIA, Index, closure, dumps, loads
 
 SHIPPED = "index-6.12.txt"
+_ARM = re.compile(r"^\t(?:case\s+(\w+)|default)\s*:")
 
 # names older kernels used -> the 6.12 function (or ops member) that does their job
 ALIASES = {
@@ -37,6 +39,11 @@ ALIASES = {
     ".mem_enc_op": "kvm_x86_ops.mem_enc_ioctl",
     "svm_mem_enc_op": "sev_mem_enc_ioctl",
     "kvm_find_cpuid_entry2": "cpuid_entry2_find",  # the later name
+    "kvm_set_apic_base": "kvm_apic_set_base",  # x86.c before its move to lapic.c
+    "kvm_lapic_set_base": "__kvm_apic_set_base",
+    "__set_sregs2": "kvm_vcpu_ioctl_x86_set_sregs2",
+    "vmx_compute_secondary_exec_control": "vmx_secondary_exec_control",  # 5.x
+    "kvm_apply_cpuid_pv_features_quirk": "kvm_update_pv_runtime",  # trees after 6.12
 }
 
 
@@ -122,7 +129,8 @@ class Model:
             names = self.index.names
             for entry, pairs in self.index.entries.items():
                 for dispatcher, code in pairs:
-                    roots.setdefault(names[code >> 1], []).append((entry, names[dispatcher], bool(code & 1)))
+                    if code != NO_ROOT:
+                        roots.setdefault(names[code >> 1], []).append((entry, names[dispatcher], bool(code & 1)))
             self.cache["roots"] = roots
         return self.cache["roots"]
 
@@ -210,6 +218,23 @@ class Model:
         if key not in self.cache:
             self.cache[key] = closure([name], self._callees, via, self.index.dispatchers)
         return self.cache[key]
+
+    def case_entry(self, function: str, lines_before: list[str]) -> str | None:
+        """The entry point a line inside a dispatcher belongs to: the nearest ``case X:`` above it at
+        the switch's own depth (one tab, kernel style). ``lines_before``: the function's lines up
+        to that line, nearest last (a hunk's context will do when it shows the label)."""
+        dispatched = self._dispatched(self._canonical(function))
+        for line in reversed(lines_before):
+            match = _ARM.match(line)
+            if match:
+                label = match.group(1)
+                return next((e for e in dispatched if label and (e == label or e.endswith(f"({label})"))), None)
+        return None
+
+    def below(self, func: str, via: str = "any") -> set[str]:
+        """Every function ``func`` reaches, itself included (``kvm_update_cpuid_runtime``'s
+        runtime updates, say)."""
+        return set(self._forward(self._canonical(func), via))
 
     def reached(self, entry: str, via: str = "any") -> set[str]:
         """Every function ``entry`` reaches (its dispatchers included)."""

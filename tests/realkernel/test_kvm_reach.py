@@ -163,6 +163,7 @@ def test_older_names_reach_like_their_successors(model):
     assert model.entries("svm_cpuid_update") == ["KVM_SET_CPUID", "KVM_SET_CPUID2"]
     assert model.entries("vmx_cpuid_update") == ["KVM_SET_CPUID", "KVM_SET_CPUID2"]
     assert model.entries("cpuid_entry2_find") == model.entries("kvm_find_cpuid_entry2")
+    assert "KVM_SET_MSRS" in model.entries("kvm_set_apic_base", via="result")
 
 
 def test_calls_a_patch_adds(model):
@@ -200,3 +201,16 @@ def test_entry_table_agrees_with_the_path_search(model):
             for via in reach.VIA:
                 by_path = [e for e in current.index.entries if current.path(func, via, entry=e)]
                 assert current.entries(func, via) == by_path, (func, via)
+
+
+def test_case_entry_names_the_arm(model, kernel_tree):
+    x86 = (kernel_tree / "arch/x86/kvm/x86.c").read_text(encoding="utf-8").split("\n")
+    at = next(n for n, line in enumerate(x86) if "r = kvm_vcpu_ioctl_set_cpuid2(vcpu, &cpuid," in line)
+    assert model.case_entry("kvm_arch_vcpu_ioctl", x86[:at]) == "KVM_SET_CPUID2"
+    at = next(n for n, line in enumerate(x86) if "kvm->arch.user_space_msr_mask = cap->args[0];" in line)
+    assert model.case_entry("kvm_vm_ioctl_enable_cap", x86[:at]) == "KVM_ENABLE_CAP(KVM_CAP_X86_USER_SPACE_MSR)"
+    # an arm that calls nothing is an entry all the same: its code is the dispatcher's
+    entry = "KVM_ENABLE_CAP(KVM_CAP_X86_USER_SPACE_MSR)"
+    assert entry in model.entries("kvm_vm_ioctl_enable_cap")
+    assert model.path("kvm_vm_ioctl_enable_cap", entry=entry) == [entry, "kvm_vm_ioctl_enable_cap"]
+    assert model.reached(entry) == {"kvm_vm_ioctl_enable_cap"}
