@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from itertools import groupby
 
-from reviewer import predicates
+from reviewer import ccontext, predicates
 from reviewer.findings import Finding, lower, severity_rank
 from reviewer.kvm import cpuidtable
 from reviewer.rules import Matcher, Rule, RuleSet
@@ -31,6 +31,7 @@ class Scope:
         self.series = series
         self._model = None
         self._entries: dict = {}
+        self._writers: tuple | None = None
 
     def model(self):
         if self._model is None:
@@ -42,6 +43,55 @@ class Scope:
             added = patchgraph.added_calls(self.series, reach.calls_in) if self.series else []
             self._model = _models[tree].with_calls(added)
         return self._model
+
+    def _table_facts(self) -> tuple:
+        """(functions writing the table after the series, before it, defined
+        by the series, called by its added lines), from the series' hunks."""
+        if self._writers is None:
+            after, before, defined, called = set(), set(), set(), set()
+            for fdiff in (f for p in (self.series.patches if self.series else []) for f in p.files):
+                if not fdiff.path.endswith((".c", ".h")):
+                    continue
+                for hunk in fdiff.hunks:
+                    for side, into in (("+", after), ("-", before)):
+                        lines = [ln for ln in hunk.lines if ln.kind in (" ", side)]
+                        for function, group in groupby(lines, key=lambda ln: ln.function):
+                            if function and cpuidtable.writes_in([ln.text[:MAX_LINE] for ln in group]):
+                                into.add(function)
+                    for ln in hunk.lines:
+                        if ln.added:
+                            name = ccontext.definition_name(ln.text)
+                            if name:
+                                defined.add(name)
+                            else:
+                                called.update(cpuidtable.called(ln.text[:MAX_LINE]))
+            self._writers = (after, before, defined, called)
+        return self._writers
+
+    def table_write(self, hunk: Hunk, index: int) -> cpuidtable.Origin | None:
+        """Does line ``index`` write the vCPU's CPUID table, and through what:
+        an entry pointer (with its origin) or a call of a function that
+        writes it (what the index knows, and what the series' hunks show).
+        The body of a helper the series adds and calls is judged where it
+        is called."""
+        line = hunk.lines[index]
+        text = line.text[:MAX_LINE]
+        after, before, defined, called = self._table_facts()
+        pointer = cpuidtable.written_pointer(text)
+        if pointer is not None:
+            if line.function in defined and line.function in called:
+                return None
+            kind = line.kind
+            return cpuidtable.origin([ln.text for ln in hunk.lines[:index] if ln.kind in (" ", kind)], pointer)
+        writers = after if line.added else before
+        for name in cpuidtable.called(text):
+            if name != line.function and (name in writers or self._model_writes(name)):
+                return cpuidtable.Origin(cpuidtable.VCPU, name, helper=True)
+        return None
+
+    def _model_writes(self, name: str) -> bool:
+        writes = getattr(self.model(), "writes_cpuid", None)
+        return bool(writes and writes(name))
 
     def reached(self, function: str | None, globs: tuple[str, ...], via: str) -> list[str]:
         """The entries matching ``globs`` that reach ``function``, the
@@ -120,21 +170,10 @@ def _follows(matcher: Matcher, hunk: Hunk, index: int) -> bool:
     return False
 
 
-def _side_texts(hunk: Hunk, index: int) -> list[str]:
-    kind = hunk.lines[index].kind
-    return [ln.text for ln in hunk.lines[:index] if ln.kind in (" ", kind)]
-
-
-def _table_origin(hunk: Hunk, index: int) -> cpuidtable.Origin | None:
-    """For a line writing a CPUID entry: where the entry came from."""
-    pointer = cpuidtable.written_pointer(hunk.lines[index].text[:MAX_LINE])
-    if pointer is None:
-        return None
-    return cpuidtable.origin(_side_texts(hunk, index), pointer, hunk.section)
-
-
 def _candidates(matcher: Watch, patch: Patch, hunk: Hunk) -> list[int]:
-    if matcher.any_pattern is not None and not matcher.any_pattern.search(hunk.changed_text):
+    # a writes rule's patterns name direct writes; a call may write too
+    calls_count = matcher.writes is not None
+    if matcher.any_pattern is not None and not calls_count and not matcher.any_pattern.search(hunk.changed_text):
         return []  # the common case: nothing in this hunk can match
     if not any(matcher.function_matches(f) for f in hunk.changed_functions):
         return []
@@ -144,7 +183,7 @@ def _candidates(matcher: Watch, patch: Patch, hunk: Hunk) -> list[int]:
         if not matcher.function_matches(line.function):
             continue
         text = line.text[:MAX_LINE]
-        if matcher.any_pattern is not None and not matcher.any_pattern.search(text):
+        if matcher.any_pattern is not None and not matcher.any_pattern.search(text) and not calls_count:
             continue
         if matcher.any_exclude is not None and matcher.any_exclude.search(text):
             continue
@@ -153,7 +192,7 @@ def _candidates(matcher: Watch, patch: Patch, hunk: Hunk) -> list[int]:
         if matcher.within and not any(p.search(hunk.opener(i)[0][:MAX_LINE]) for p in matcher.within):
             continue
         if matcher.writes is not None:
-            table = _table_origin(hunk, i)
+            table = matcher.scope.table_write(hunk, i)
             if table is None or table.kind == cpuidtable.OFFER:
                 continue
         if not all(predicates.LINE_PREDICATES[n](matcher, patch, hunk, i) for n in matcher.predicates):
@@ -199,7 +238,7 @@ def _evidence(matcher: Watch, hunk: Hunk, anchor: int) -> list[str]:
     """Why the rule holds, for a maintainer to check in seconds."""
     out = []
     if matcher.writes is not None:
-        table = _table_origin(hunk, anchor)
+        table = matcher.scope.table_write(hunk, anchor)
         if table is not None:
             out.append(table.describe())
     if matcher.reachable_from:

@@ -61,3 +61,12 @@ def test_a_warn_userspace_reaches_names_the_path():
     [finding] = review("nested-warn.diff")
     assert (finding.rule, finding.line, finding.function) == ("userspace-reachable-warn", 6703, "vmx_set_nested_state")
     assert finding.evidence[0].startswith("reached from KVM_SET_NESTED_STATE via ")
+
+
+def test_a_helper_the_patch_adds_is_judged_where_it_is_called():
+    [finding] = [f for f in review("accessor.diff") if f.rule.startswith("cpuid")]
+    assert (finding.rule, finding.line, finding.function) == ("cpuid-adjust-added", 406, "kvm_vcpu_after_set_cpuid")
+    assert finding.evidence[0] == "cpuid_entry_update() writes the vCPU's CPUID table"
+    # the same helper setting a runtime bit is the allowed kind of adjustment
+    runtime = (DIFFS / "accessor.diff").read_text().replace("X86_FEATURE_RTM, false", "X86_FEATURE_OSXSAVE, true")
+    assert [(r, line) for r, line, _ in found("", runtime) if r.startswith("cpuid")] == [("cpuid-runtime-bits", 406)]

@@ -29,10 +29,13 @@ LOOKBACK = 60  # lines searched back for the pointer's assignment
 @dataclass(frozen=True)
 class Origin:
     kind: str  # VCPU | OFFER | UNKNOWN
-    pointer: str
+    pointer: str  # the entry pointer, or the helper called (``helper`` set)
     text: str = ""  # the assignment, one line, when seen
+    helper: bool = False  # a call to a function that writes the table
 
     def describe(self) -> str:
+        if self.helper:
+            return f"{self.pointer}() writes the vCPU's CPUID table"
         if self.text:
             return f"`{self.text}` points into the vCPU's CPUID table" if self.kind == VCPU else \
                 f"`{self.text}` is all this hunk shows of {self.pointer}"
@@ -75,3 +78,20 @@ def origin(before: list[str], pointer: str, header: str = "") -> Origin:
                 return Origin(OFFER, pointer, " ".join(text.split())[:100])
             return Origin(UNKNOWN, pointer, " ".join(text.split())[:100])
     return Origin(UNKNOWN, pointer)
+
+
+_CALLED = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
+
+
+def called(text: str) -> list[str]:
+    """The names a line calls (a cheap look; no C parsing)."""
+    return _CALLED.findall(text)
+
+
+def writes_in(lines: list[str]) -> bool:
+    """Does this run of one function's lines write the vCPU's table?"""
+    for i, text in enumerate(lines):
+        pointer = written_pointer(text)
+        if pointer is not None and origin(lines[:i], pointer).kind != OFFER:
+            return True
+    return False
