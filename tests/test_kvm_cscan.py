@@ -3,7 +3,10 @@ snippets written for these tests."""
 
 from __future__ import annotations
 
-from reviewer.kvm import cscan, reach
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reviewer.kvm import cscan, graph, reach
 
 
 def calls(text: str) -> list[tuple[str, int, bool]]:
@@ -242,3 +245,25 @@ def test_reach_calls_in_on_a_hunk():
 """
     assert reach.calls_in(hunk) == [
         ("kvm_check_cpuid", True), ("new_check", True), ("apply_quirks", False)]
+
+
+C_PIECES = ["{", "}", "(", ")", "[", "]", ";", ",", "=", "*", "->", ".", ":", "?", "!", "&", "\n", "\t", " ",
+            "#if 0\n", "#ifdef X\n", "#else\n", "#elif Y\n", "#endif\n", "#define FNAME(n) a##n\n", "\\\n",
+            "/*", "*/", "//", '"', "'", "static", "int", "struct", "switch", "case", "default", "return", "if",
+            "void", "foo", "bar", "FNAME", "kvm_x86_call", "static_call", "ops", "0", "__attr", "kvm_arch_vcpu_ioctl",
+            "kvm_vm_ioctl_enable_cap", "KVM_X", "ioctl", ".m", " = ", "(*p)"]
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.sampled_from(C_PIECES), max_size=80).map("".join))
+def test_scanner_takes_any_text(text):
+    """A user's tree can hold anything: the scanner answers, it never raises."""
+    scanned = cscan.scan(text)
+    for function in scanned.functions:
+        assert 1 <= function.line <= function.end <= text.count("\n") + 1
+        cscan.arms(scanned, function)
+    reach.calls_in(text)
+    model = reach.Model(graph.assemble("x", [scanned]))
+    for name in model.index.names:
+        path = model.path(name)
+        assert (path is None) == (model.entries(name) == [])

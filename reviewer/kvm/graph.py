@@ -169,10 +169,11 @@ def build(tree: str | Path, files: list[str] | None = None) -> Index:
         except OSError as exc:
             raise InputError(f"{root / path}: {exc.strerror}") from None
         scans.append(cscan.scan(text, path))
-    return _assemble(kernel_version(root), scans)
+    return assemble(kernel_version(root), scans)
 
 
-def _assemble(kernel: str, scans: list[cscan.FileScan]) -> Index:
+def assemble(kernel: str, scans: list[cscan.FileScan]) -> Index:
+    """The index of scanned files."""
     resolve = _Resolver(scans)
     names = sorted(resolve.functions)
     position = {name: number for number, name in enumerate(names)}
