@@ -122,7 +122,7 @@ def test_small_tree_model(tree):
 def test_index_file_round_trip(tree, index_file):
     text = index_file.read_text(encoding="utf-8")
     header = text.split("\n", 1)[0].split(" ")
-    assert header[:6] == ["kvm-review-index", "1", "kernel=9.1", "functions=7", "edges=6", "entries=2"]
+    assert header[:6] == ["kvm-review-index", "2", "kernel=9.1", "functions=7", "edges=6", "entries=2"]
     assert header[6].startswith("sha256=") and len(header[6]) == 7 + 64
     assert dumps(loads(text, "x")) == text
 
@@ -131,8 +131,8 @@ def test_index_file_round_trip(tree, index_file):
     (lambda t: t[:len(t) // 2], "kvm-review index damaged or truncated (checksum mismatch)"),
     (lambda t: "", "not a kvm-review index (no 'kvm-review-index' header)"),
     (lambda t: '{"files": []}\n', "not a kvm-review index (no 'kvm-review-index' header)"),
-    (lambda t: t.replace("kvm-review-index 1 ", "kvm-review-index 7 ", 1), "kvm-review index format ['7'],"
-                                                                          " this version reads 1"),
+    (lambda t: t.replace("kvm-review-index 2 ", "kvm-review-index 7 ", 1), "kvm-review index format ['7'],"
+                                                                          " this version reads 2"),
     (lambda t: t.replace("functions=7", "functions=8", 1), "kvm-review index counts do not match its header"),
 ])
 def test_bad_index_is_one_line_exit_2(index_file, damage, message):
@@ -146,7 +146,7 @@ def test_bad_index_is_one_line_exit_2(index_file, damage, message):
 def test_body_that_is_not_the_format():
     body = '{"files": 3}\n'
     digest = hashlib.sha256(body.encode()).hexdigest()
-    text = f"kvm-review-index 1 kernel=6.12 functions=0 edges=0 entries=0 sha256={digest}\n"
+    text = f"kvm-review-index 2 kernel=6.12 functions=0 edges=0 entries=0 sha256={digest}\n"
     with pytest.raises(InputError, match=r"^x: kvm-review index unreadable \(KeyError\)$"):
         loads(text + body, "x")
 
@@ -172,7 +172,7 @@ def test_kernel_tree_is_indexed_once_then_cached(tree, tmp_path):
     cached[0].write_text("damaged", encoding="utf-8")  # a damaged cache entry is rebuilt, not an error
     again = run("reach", "--kernel-tree", str(tree), "note_poke", env=env)
     assert (again.returncode, again.stdout) == (0, first.stdout)
-    assert cached[0].read_text(encoding="utf-8").startswith("kvm-review-index 1 kernel=9.1 ")
+    assert cached[0].read_text(encoding="utf-8").startswith("kvm-review-index 2 kernel=9.1 ")
 
 
 @pytest.mark.parametrize(("make", "message"), [

@@ -70,3 +70,9 @@ def test_a_helper_the_patch_adds_is_judged_where_it_is_called():
     # the same helper setting a runtime bit is the allowed kind of adjustment
     runtime = (DIFFS / "accessor.diff").read_text().replace("X86_FEATURE_RTM, false", "X86_FEATURE_OSXSAVE, true")
     assert [(r, line) for r, line, _ in found("", runtime) if r.startswith("cpuid")] == [("cpuid-runtime-bits", 406)]
+
+
+def test_a_call_of_a_function_that_writes_the_table_taken_out_is_a_removal():
+    [finding] = review("removed-writer-call.diff")
+    assert (finding.rule, finding.line, finding.function) == ("cpuid-adjust-removed", 2879, "kvm_guest_time_update")
+    assert finding.evidence[0] == "kvm_xen_update_tsc_info() writes the vCPU's CPUID table"

@@ -21,7 +21,7 @@ _PTR = r"(?P<ptr>[A-Za-z_]\w*)(?:\s*\[[^\]]{0,40}\])?"
 _REG_WRITE = re.compile(_PTR + r"\s*(?:->|\.)\s*e[abcd]x\s*(?:[-+&|^]|<<|>>)?=(?!=)")
 _HELPER_WRITE = re.compile(r"\bcpuid_entry_(?:set|clear|change|override)\s*\(\s*&?\s*" + _PTR)
 _GUEST_CLEAR = re.compile(r"\bguest_cpuid_clear\s*\(")
-_VCPU_ORIGIN = re.compile(r"\b(?:__)?kvm_find_cpuid_entry\w*\s*\(|\bcpuid_entry2_find\s*\(|\bcpuid_entries\b")
+_VCPU_ORIGIN = re.compile(r"\b(?:__)?kvm_find_cpuid_entry\w*\s*\(|\bcpuid_entry2_find\s*\(|\barch\.cpuid_entries\b")
 _OFFER_ORIGIN = re.compile(r"\bdo_host_cpuid\s*\(|\barray->entries\b|\bkvm_cpuid_array\b")
 LOOKBACK = 60  # lines searched back for the pointer's assignment
 
@@ -89,9 +89,10 @@ def called(text: str) -> list[str]:
 
 
 def writes_in(lines: list[str]) -> bool:
-    """Does this run of one function's lines write the vCPU's table?"""
+    """Does this run of one function's lines write the vCPU's table: an
+    entry it found in the table itself (not one its caller passed)?"""
     for i, text in enumerate(lines):
         pointer = written_pointer(text)
-        if pointer is not None and origin(lines[:i], pointer).kind != OFFER:
+        if pointer is not None and origin(lines[:i], pointer).kind == VCPU:
             return True
     return False

@@ -102,6 +102,13 @@ class Model:
     def callees(self, func: str) -> list[str]:
         return sorted({name for name, _ in self._callees(self._canonical(func))})
 
+    def writes_cpuid(self, func: str) -> bool:
+        """Does ``func`` write the vCPU's CPUID table (an entry from
+        kvm_find_cpuid_entry*() or vcpu->arch.cpuid_entries)?"""
+        if "writers" not in self.cache:
+            self.cache["writers"] = {self.index.names[n] for n in self.index.cpuid_writers}
+        return self._canonical(func) in self.cache["writers"]
+
     def label(self, caller: str, callee: str) -> str:
         """How ``caller`` reaches ``callee``: "" a direct call, ".m" through an ops member,
         "&" named as a value, else the table of function pointers it indexes."""

@@ -63,7 +63,7 @@ def test_shipped_index_is_what_make_kvm_index_writes(kernel_tree, tmp_path):
     assert generate.main(["--tree", str(kernel_tree), "-o", str(out)]) == 0
     shipped = Path(reach.__file__).parent / "data" / reach.SHIPPED
     assert out.read_text(encoding="utf-8") == shipped.read_text(encoding="utf-8")
-    assert out.read_text(encoding="utf-8").startswith("kvm-review-index 1 kernel=6.12 functions=")
+    assert out.read_text(encoding="utf-8").startswith("kvm-review-index 2 kernel=6.12 functions=")
 
 
 def test_generator_unpacks_what_the_tree_fixture_has(kernel_tree):
@@ -214,3 +214,11 @@ def test_case_entry_names_the_arm(model, kernel_tree):
     assert entry in model.entries("kvm_vm_ioctl_enable_cap")
     assert model.path("kvm_vm_ioctl_enable_cap", entry=entry) == [entry, "kvm_vm_ioctl_enable_cap"]
     assert model.reached(entry) == {"kvm_vm_ioctl_enable_cap"}
+
+
+def test_functions_writing_the_vcpu_cpuid_table(model):
+    """Where 6.12 writes the table userspace set: the runtime bits, Xen's TSC
+    leaves, and the older helper kept for SGX; what KVM offers is not."""
+    writers = sorted(model.index.names[n] for n in model.index.cpuid_writers)
+    assert writers == ["__kvm_update_cpuid_runtime", "guest_cpuid_clear", "kvm_xen_update_tsc_info"]
+    assert not model.writes_cpuid("__do_cpuid_func") and not model.writes_cpuid("kvm_get_hv_cpuid")
