@@ -19,6 +19,7 @@ EXCERPT_BEFORE = 3
 EXCERPT_AFTER_MAX = 4  # lines to finish a statement split over several
 
 
+_TABLE_WORDS = ("eax", "ebx", "ecx", "edx", "cpuid_entry_", "guest_cpuid_clear")
 MAX_PATHS = 8  # entries whose paths are compared for a finding's why
 _models: dict = {}  # kernel tree (None: the shipped index) -> loaded model
 
@@ -32,6 +33,9 @@ class Scope:
         self._model = None
         self._entries: dict = {}
         self._writers: tuple | None = None
+        self._writes: dict = {}  # (hunk, line) -> what the line writes (hunks live as long as the scope)
+        self._writer_names: set[str] | None = None
+        self._may_write: dict = {}
 
     def model(self):
         if self._model is None:
@@ -74,6 +78,12 @@ class Scope:
         writes it (what the index knows, and what the series' hunks show).
         The body of a helper the series adds and calls is judged where it
         is called."""
+        key = (id(hunk), index)
+        if key not in self._writes:
+            self._writes[key] = self._table_write(hunk, index)
+        return self._writes[key]
+
+    def _table_write(self, hunk: Hunk, index: int) -> cpuidtable.Origin | None:
         line = hunk.lines[index]
         text = line.text[:MAX_LINE]
         after, before, defined, called = self._table_facts()
@@ -88,6 +98,29 @@ class Scope:
             if name != line.function and (name in writers or self._model_writes(name)):
                 return cpuidtable.Origin(cpuidtable.VCPU, name, helper=True)
         return None
+
+    def arm(self, hunk: Hunk, index: int) -> str | None:
+        """For a line inside an ioctl dispatcher: the entry point of the
+        ``case`` arm it sits in, when the hunk shows the label."""
+        function = hunk.lines[index].function
+        model = self.model()
+        if function is None or function not in model.index.dispatchers:
+            return None
+        kind = hunk.lines[index].kind
+        return model.case_entry(function, [ln.text for ln in hunk.lines[:index] if ln.kind in (" ", kind)])
+
+    def may_write(self, hunk: Hunk) -> bool:
+        """Can a line of this hunk write the table (a cheap look first)?"""
+        key = id(hunk)
+        if key not in self._may_write:
+            if self._writer_names is None:
+                after, before, _, _ = self._table_facts()
+                model = self.model()
+                self._writer_names = after | before | {model.index.names[n] for n in model.index.cpuid_writers}
+            text = hunk.changed_text
+            self._may_write[key] = any(reg in text for reg in _TABLE_WORDS) or \
+                not self._writer_names.isdisjoint(cpuidtable.called(text))
+        return self._may_write[key]
 
     def _model_writes(self, name: str) -> bool:
         writes = getattr(self.model(), "writes_cpuid", None)
@@ -173,15 +206,27 @@ def _follows(matcher: Matcher, hunk: Hunk, index: int) -> bool:
 def _candidates(matcher: Watch, patch: Patch, hunk: Hunk) -> list[int]:
     # a writes rule's patterns name direct writes; a call may write too
     calls_count = matcher.writes is not None
+    if calls_count and not matcher.scope.may_write(hunk):
+        return []
     if matcher.any_pattern is not None and not calls_count and not matcher.any_pattern.search(hunk.changed_text):
         return []  # the common case: nothing in this hunk can match
-    if not any(matcher.function_matches(f) for f in hunk.changed_functions):
+    if not calls_count and not any(matcher.function_matches(f) for f in hunk.changed_functions):
         return []
     found = []
     for i in hunk.changed:
         line = hunk.lines[i]
-        if not matcher.function_matches(line.function):
+        # an entry found in the vCPU's table is that table wherever the write
+        # is (a function older or newer than the index too); else the rule's
+        # functions and reachability decide
+        table = matcher.scope.table_write(hunk, i) if calls_count else None
+        sure = table is not None and table.kind == cpuidtable.VCPU and line.function is not None \
+            and line.function not in matcher.exclude_functions
+        if not sure and not matcher.function_matches(line.function):
             continue
+        if matcher.reachable_from and not sure:
+            arm = matcher.scope.arm(hunk, i)
+            if arm is not None and entry_rank(arm, tuple(matcher.reachable_from)) is None:
+                continue  # the arm of an entry the rule does not watch
         text = line.text[:MAX_LINE]
         if matcher.any_pattern is not None and not matcher.any_pattern.search(text) and not calls_count:
             continue
@@ -191,10 +236,8 @@ def _candidates(matcher: Watch, patch: Patch, hunk: Hunk) -> list[int]:
             continue
         if matcher.within and not any(p.search(hunk.opener(i)[0][:MAX_LINE]) for p in matcher.within):
             continue
-        if matcher.writes is not None:
-            table = matcher.scope.table_write(hunk, i)
-            if table is None or table.kind == cpuidtable.OFFER:
-                continue
+        if calls_count and (table is None or table.kind == cpuidtable.OFFER):
+            continue
         if not all(predicates.LINE_PREDICATES[n](matcher, patch, hunk, i) for n in matcher.predicates):
             continue
         found.append(i)
@@ -241,7 +284,10 @@ def _evidence(matcher: Watch, hunk: Hunk, anchor: int) -> list[str]:
         table = matcher.scope.table_write(hunk, anchor)
         if table is not None:
             out.append(table.describe())
-    if matcher.reachable_from:
+    arm = matcher.scope.arm(hunk, anchor) if matcher.reachable_from else None
+    if arm is not None:
+        out.append(f"in the {arm} arm of {hunk.lines[anchor].function}()")
+    elif matcher.reachable_from:
         path = matcher.reach_path(hunk.lines[anchor].function)
         if path:
             from reviewer.kvm import reach

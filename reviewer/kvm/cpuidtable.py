@@ -20,6 +20,7 @@ UNKNOWN = "unknown"  # assigned out of sight (an earlier hunk, a parameter)
 _PTR = r"(?P<ptr>[A-Za-z_]\w*)(?:\s*\[[^\]]{0,40}\])?"
 _REG_WRITE = re.compile(_PTR + r"\s*(?:->|\.)\s*e[abcd]x\s*(?:[-+&|^]|<<|>>)?=(?!=)")
 _HELPER_WRITE = re.compile(r"\bcpuid_entry_(?:set|clear|change|override)\s*\(\s*&?\s*" + _PTR)
+_ANY_REG = re.compile(r"\be[abcd]x\b")
 _GUEST_CLEAR = re.compile(r"\bguest_cpuid_clear\s*\(")
 _VCPU_ORIGIN = re.compile(r"\b(?:__)?kvm_find_cpuid_entry\w*\s*\(|\bcpuid_entry2_find\s*\(|\barch\.cpuid_entries\b")
 _OFFER_ORIGIN = re.compile(r"\bdo_host_cpuid\s*\(|\barray->entries\b|\bkvm_cpuid_array\b")
@@ -47,6 +48,8 @@ class Origin:
 def written_pointer(text: str) -> str | None:
     """The entry pointer a line writes a CPUID register of, "" for
     ``guest_cpuid_clear(vcpu, ...)`` (the vCPU's table by name), or None."""
+    if "cpuid" not in text and not _ANY_REG.search(text):
+        return None  # the common case, cheaply
     match = _REG_WRITE.search(text) or _HELPER_WRITE.search(text)
     if match:
         return match.group("ptr")

@@ -143,8 +143,13 @@ class Model:
 
     def _dispatched(self, name: str) -> list[str]:
         """Entries whose dispatcher is ``name``."""
-        number = self.index.position.get(name)
-        return sorted({e for e, pairs in self.index.entries.items() if any(d == number for d, _ in pairs)})
+        if "dispatched" not in self.cache:
+            by: dict[int, set[str]] = {}
+            for entry, pairs in self.index.entries.items():
+                for dispatcher, _ in pairs:
+                    by.setdefault(dispatcher, set()).add(entry)
+            self.cache["dispatched"] = {number: sorted(found) for number, found in by.items()}
+        return self.cache["dispatched"].get(self.index.position.get(name, -1), [])
 
     def _walk(self, func: str, via: str, parent: dict[str, str | None]) -> Iterator[tuple[int, str]]:
         """Breadth-first over callers from ``func``: yields (level, node); fills ``parent``."""
@@ -205,19 +210,27 @@ class Model:
             raise ValueError(f"via must be one of {VIA}, not {via!r}")
         key = ("entries", self._canonical(func), via)
         if key not in self.cache:
-            self.cache[key] = sorted(self._entries(key[1], via, frozenset()))
+            self.cache[key] = sorted(self._entries(key[1], via))
         return self.cache[key]
 
-    def _entries(self, name: str, via: str, visiting: frozenset[str]) -> set[str]:
-        """The table's answer, plus what reaches the callers of every call the patch adds that
-        leads to ``name``."""
-        found = self.index.reaching(name, via) | set(self._dispatched(name))
-        for target, callers in self.extra_callers.items():
-            if target != name and name not in self._forward(target, via):
-                continue
-            for caller, used in callers:
-                if (used or via == "any") and caller not in visiting:
-                    found |= self._entries(caller, via, visiting | {name})
+    def _entries(self, name: str, via: str) -> set[str]:
+        """The table's answer for ``name`` and for every function that reaches it through
+        the calls the patch adds (their callers, transitively)."""
+        seen = {name}
+        todo = [name]
+        while todo:
+            node = todo.pop()
+            for target, callers in self.extra_callers.items():
+                if target != node and node not in self._forward(target, via):
+                    continue
+                for caller, used in callers:
+                    if (used or via == "any") and caller not in seen:
+                        seen.add(caller)
+                        todo.append(caller)
+        found: set[str] = set()
+        for node in seen:
+            found |= self.index.reaching(node, via)
+            found.update(self._dispatched(node))
         return found
 
     def _forward(self, name: str, via: str) -> set[str]:
