@@ -20,7 +20,6 @@ EXCERPT_AFTER_MAX = 4  # lines to finish a statement split over several
 
 
 _TABLE_WORDS = ("eax", "ebx", "ecx", "edx", "cpuid_entry_", "guest_cpuid_clear")
-MAX_PATHS = 8  # entries whose paths are compared for a finding's why
 _models: dict = {}  # kernel tree (None: the shipped index) -> loaded model
 
 
@@ -37,15 +36,22 @@ class Scope:
         self._writer_names: set[str] | None = None
         self._may_write: dict = {}
 
+    def base(self):
+        """The shipped (or the user's tree's) model, without the series' calls."""
+        from reviewer.kvm import reach
+
+        tree = self.series.kernel_tree if self.series else None
+        if tree not in _models:
+            _models[tree] = reach.load(tree)
+        return _models[tree]
+
     def model(self):
+        """The model extended by the calls the series adds (built on first use)."""
         if self._model is None:
             from reviewer.kvm import patchgraph, reach
 
-            tree = self.series.kernel_tree if self.series else None
-            if tree not in _models:
-                _models[tree] = reach.load(tree)
             added = patchgraph.added_calls(self.series, reach.calls_in) if self.series else []
-            self._model = _models[tree].with_calls(added)
+            self._model = self.base().with_calls(added)
         return self._model
 
     def _table_facts(self) -> tuple:
@@ -128,27 +134,41 @@ class Scope:
 
     def reached(self, function: str | None, globs: tuple[str, ...], via: str) -> list[str]:
         """The entries matching ``globs`` that reach ``function``, the
-        preferred first (the earliest glob they match, then by name)."""
+        preferred first (the earliest glob they match, then by name). The
+        series' own calls are followed only when the tree's graph alone does
+        not reach it (they only ever add entries)."""
         if function is None:
             return []
         key = (function, globs, via)
         if key not in self._entries:
-            model = self.model()
-            ranked = [(rank, e) for e in (model.entries(function, via) if model.known(function) else [])
-                      if (rank := entry_rank(e, globs)) is not None]
-            self._entries[key] = [e for _, e in sorted(ranked)]
+            found = self._ranked(self.base(), function, globs, via)
+            self._entries[key] = found or self._ranked(self.model(), function, globs, via)
         return self._entries[key]
 
+    @staticmethod
+    def _ranked(model, function: str, globs: tuple[str, ...], via: str) -> list[str]:
+        ranked = [(rank, e) for e in (model.entries(function, via) if model.known(function) else [])
+                  if (rank := entry_rank(e, globs)) is not None]
+        return [e for _, e in sorted(ranked)]
+
     def path(self, function: str | None, globs: tuple[str, ...], via: str) -> list[str] | None:
-        """The shortest path to ``function`` from the preferred entries (the
-        first few of those matching the earliest glob), for a finding's why."""
+        """A short path to ``function`` from a preferred entry, for a
+        finding's why: the shortest of all when it starts at one, else the
+        one from the first preferred entry."""
+        key = ("path", function, globs, via)
+        if key not in self._entries:
+            self._entries[key] = self._path(function, globs, via)
+        return self._entries[key]
+
+    def _path(self, function: str | None, globs: tuple[str, ...], via: str) -> list[str] | None:
         entries = self.reached(function, globs, via)
         if not entries:
             return None
-        first = entry_rank(entries[0], globs)
-        group = [e for e in entries if entry_rank(e, globs) == first][:MAX_PATHS]
-        paths = [p for e in group if (p := self.model().path(function, via, e))]
-        return min(paths, key=len) if paths else None
+        model = self.base() if self.base().known(function) and function in self.base().index.position else self.model()
+        shortest = model.path(function, via)
+        if shortest and entry_rank(shortest[0], globs) == entry_rank(entries[0], globs):
+            return shortest
+        return model.path(function, via, entries[0]) or self.model().path(function, via, entries[0])
 
 
 def entry_rank(entry: str, globs: tuple[str, ...]) -> int | None:
@@ -204,41 +224,44 @@ def _follows(matcher: Matcher, hunk: Hunk, index: int) -> bool:
 
 
 def _candidates(matcher: Watch, patch: Patch, hunk: Hunk) -> list[int]:
+    rule = matcher.matcher  # its data, read directly: this loop runs for every changed line
     # a writes rule's patterns name direct writes; a call may write too
-    calls_count = matcher.writes is not None
+    calls_count = rule.writes is not None
     if calls_count and not matcher.scope.may_write(hunk):
         return []
-    if matcher.any_pattern is not None and not calls_count and not matcher.any_pattern.search(hunk.changed_text):
+    if rule.any_pattern is not None and not calls_count and not rule.any_pattern.search(hunk.changed_text):
         return []  # the common case: nothing in this hunk can match
     if not calls_count and not any(matcher.function_matches(f) for f in hunk.changed_functions):
         return []
     found = []
     for i in hunk.changed:
         line = hunk.lines[i]
+        text = line.text[:MAX_LINE]
+        table = None
+        if calls_count:
+            table = matcher.scope.table_write(hunk, i)
+            if table is None or table.kind == cpuidtable.OFFER:
+                continue
+        elif rule.any_pattern is not None and not rule.any_pattern.search(text):
+            continue
+        if rule.any_exclude is not None and rule.any_exclude.search(text):
+            continue
         # an entry found in the vCPU's table is that table wherever the write
         # is (a function older or newer than the index too); else the rule's
         # functions and reachability decide
-        table = matcher.scope.table_write(hunk, i) if calls_count else None
         sure = table is not None and table.kind == cpuidtable.VCPU and line.function is not None \
-            and line.function not in matcher.exclude_functions
+            and line.function not in rule.exclude_functions
         if not sure and not matcher.function_matches(line.function):
             continue
-        if matcher.reachable_from and not sure:
+        if rule.reachable_from and not sure:
             arm = matcher.scope.arm(hunk, i)
-            if arm is not None and entry_rank(arm, tuple(matcher.reachable_from)) is None:
+            if arm is not None and entry_rank(arm, tuple(rule.reachable_from)) is None:
                 continue  # the arm of an entry the rule does not watch
-        text = line.text[:MAX_LINE]
-        if matcher.any_pattern is not None and not matcher.any_pattern.search(text) and not calls_count:
+        if rule.followed_by and not _follows(rule, hunk, i):
             continue
-        if matcher.any_exclude is not None and matcher.any_exclude.search(text):
+        if rule.within and not any(p.search(hunk.opener(i)[0][:MAX_LINE]) for p in rule.within):
             continue
-        if matcher.followed_by and not _follows(matcher, hunk, i):
-            continue
-        if matcher.within and not any(p.search(hunk.opener(i)[0][:MAX_LINE]) for p in matcher.within):
-            continue
-        if calls_count and (table is None or table.kind == cpuidtable.OFFER):
-            continue
-        if not all(predicates.LINE_PREDICATES[n](matcher, patch, hunk, i) for n in matcher.predicates):
+        if not all(predicates.LINE_PREDICATES[n](matcher, patch, hunk, i) for n in rule.predicates):
             continue
         found.append(i)
     return found

@@ -22,6 +22,7 @@ from reviewer.errors import InputError
 _DIFF_START = re.compile(r"^(diff --git |--- \S)", re.M)
 _BINARY = re.compile(r"^GIT binary patch\n.*?(?=^diff --git |\Z)", re.M | re.S)
 _C_FILE = re.compile(r"\.[ch]$")
+_CASE_LABEL = re.compile(r"^\s*(case\b[^:]*|default)\s*:")
 MAX_LINE = 1000  # rules see at most this much of a line
 MAX_DETAIL = 120  # characters of the parser's complaint in an error message
 
@@ -66,6 +67,24 @@ class Hunk:
     @functools.cached_property
     def changed_functions(self) -> set[str | None]:
         return {self.lines[i].function for i in self.changed}
+
+    @functools.cached_property
+    def case_labels(self) -> list[int | None]:
+        """For each line, the index of the nearest ``case ...:``/``default:``
+        label above it on its side of the hunk (None past a function's end
+        or before any label): which arm of a ``switch`` it sits in."""
+        out: list[int | None] = []
+        last = {"+": None, "-": None}
+        for i, line in enumerate(self.lines):
+            sides = ("+", "-") if line.kind == " " else (line.kind,)
+            if line.text.startswith("}"):
+                for side in sides:
+                    last[side] = None
+            elif _CASE_LABEL.match(line.text):
+                for side in sides:
+                    last[side] = i
+            out.append(last[sides[0]])
+        return out
 
     def opener(self, index: int) -> tuple[str, str]:
         """(text, kind) of the opening line of the top-level definition (a

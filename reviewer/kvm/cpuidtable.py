@@ -10,6 +10,7 @@ entry of what KVM offers (``do_host_cpuid()``, ``array->entries``) is not.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -20,7 +21,6 @@ UNKNOWN = "unknown"  # assigned out of sight (an earlier hunk, a parameter)
 _PTR = r"(?P<ptr>[A-Za-z_]\w*)(?:\s*\[[^\]]{0,40}\])?"
 _REG_WRITE = re.compile(_PTR + r"\s*(?:->|\.)\s*e[abcd]x\s*(?:[-+&|^]|<<|>>)?=(?!=)")
 _HELPER_WRITE = re.compile(r"\bcpuid_entry_(?:set|clear|change|override)\s*\(\s*&?\s*" + _PTR)
-_ANY_REG = re.compile(r"\be[abcd]x\b")
 _GUEST_CLEAR = re.compile(r"\bguest_cpuid_clear\s*\(")
 _VCPU_ORIGIN = re.compile(r"\b(?:__)?kvm_find_cpuid_entry\w*\s*\(|\bcpuid_entry2_find\s*\(|\barch\.cpuid_entries\b")
 _OFFER_ORIGIN = re.compile(r"\bdo_host_cpuid\s*\(|\barray->entries\b|\bkvm_cpuid_array\b")
@@ -48,7 +48,7 @@ class Origin:
 def written_pointer(text: str) -> str | None:
     """The entry pointer a line writes a CPUID register of, "" for
     ``guest_cpuid_clear(vcpu, ...)`` (the vCPU's table by name), or None."""
-    if "cpuid" not in text and not _ANY_REG.search(text):
+    if "cpuid" not in text and "ax" not in text and "bx" not in text and "cx" not in text and "dx" not in text:
         return None  # the common case, cheaply
     match = _REG_WRITE.search(text) or _HELPER_WRITE.search(text)
     if match:
@@ -65,13 +65,18 @@ def _statement_from(lines: list[str], start: int) -> str:
     return " ".join(parts)
 
 
+@functools.lru_cache(maxsize=256)
+def _assignment(pointer: str) -> re.Pattern:
+    return re.compile(r"(?<![\w.>])" + re.escape(pointer) + r"\s*=(?!=)")
+
+
 def origin(before: list[str], pointer: str, header: str = "") -> Origin:
     """Where ``pointer`` was last assigned in ``before`` (the lines of the
     same side above the write, nearest last), else in the function's
     ``header`` (a parameter: the caller's)."""
     if pointer == "":
         return Origin(VCPU, "guest_cpuid_clear")
-    assign = re.compile(r"(?<![\w.>])" + re.escape(pointer) + r"\s*=(?!=)")
+    assign = _assignment(pointer)
     for i in range(len(before) - 1, max(-1, len(before) - 1 - LOOKBACK), -1):
         if assign.search(before[i]):
             text = _statement_from(before, i)

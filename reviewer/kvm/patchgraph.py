@@ -11,26 +11,31 @@ import re
 
 from reviewer.series import Hunk, Series
 
-_CASE = re.compile(r"^\s*(case\b[^:]*|default)\s*:")
-_FUNC_END = re.compile(r"^}")
+# a plain call, its result used unless it starts the statement
+_CALL = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
+_KEYWORDS = frozenset("if while for switch return sizeof typeof do else case defined".split())
+# what only the C scanner names right: calls through ops members and their macros
+_INDIRECT = re.compile(r"(->|\.)\s*\w+\s*\(|\bstatic_call\b|_call\s*\(")
+
 
 
 def in_new_case(hunk: Hunk, index: int) -> bool:
     """Is line ``index`` inside a ``case`` arm whose label this patch adds?"""
-    kind = hunk.lines[index].kind
-    for line in reversed(hunk.lines[:index + 1]):
-        if line.kind not in (" ", kind):
-            continue
-        if _FUNC_END.match(line.text):
-            return False
-        if _CASE.match(line.text):
-            return line.added
-    return False
+    label = hunk.case_labels[index]
+    return label is not None and hunk.lines[label].added
+
+
+def _plain_calls(text: str) -> list[tuple[str, bool]]:
+    start = len(text) - len(text.lstrip())
+    return [(m.group(1), m.start() != start) for m in _CALL.finditer(text) if m.group(1) not in _KEYWORDS]
 
 
 def added_calls(series: Series, calls_in) -> list[tuple[str, str, bool]]:
     """(caller, callee, result used) for every call an added line makes,
-    outside new case arms. ``calls_in(text)`` names a line's calls."""
+    outside new case arms. ``calls_in(text)``, the C scanner, names the
+    calls of lines that call through an ops member; plain calls are read
+    with a regular expression (a call that does not start its statement
+    counts as used)."""
     edges = []
     for patch in series.patches:
         for fdiff in patch.files:
@@ -41,5 +46,6 @@ def added_calls(series: Series, calls_in) -> list[tuple[str, str, bool]]:
                     line = hunk.lines[i]
                     if not line.added or line.function is None or in_new_case(hunk, i):
                         continue
-                    edges += [(line.function, callee, used) for callee, used in calls_in(line.text)]
+                    scan = calls_in if _INDIRECT.search(line.text) else _plain_calls
+                    edges += [(line.function, callee, used) for callee, used in scan(line.text)]
     return edges

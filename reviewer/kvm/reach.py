@@ -83,11 +83,12 @@ class Model:
         return sorted({self.index.names[i] for key in keys for i in self.index.members[key]})
 
     def _vendor(self, name: str) -> str | None:
-        number = self.index.position.get(name)
-        if number is None:
-            return None
-        path = self.index.files[self.index.row(number).file]
-        return next((vendor for vendor in ("vmx", "svm") if f"/{vendor}/" in path), None)
+        vendors = self.cache.setdefault("vendor", {})
+        if name not in vendors:
+            number = self.index.position.get(name)
+            path = self.index.files[self.index.row(number).file] if number is not None else ""
+            vendors[name] = next((vendor for vendor in ("vmx", "svm") if f"/{vendor}/" in path), None)
+        return vendors[name]
 
     # -- edges ------------------------------------------------------------------------------
     def _callers(self, name: str) -> list[tuple[str, bool]]:
@@ -216,6 +217,8 @@ class Model:
     def _entries(self, name: str, via: str) -> set[str]:
         """The table's answer for ``name`` and for every function that reaches it through
         the calls the patch adds (their callers, transitively)."""
+        if name not in self.extra_callers and name not in self._downstream(via):
+            return self.index.reaching(name, via) | set(self._dispatched(name))  # the patch's calls change nothing
         seen = {name}
         todo = [name]
         while todo:
@@ -232,6 +235,25 @@ class Model:
             found |= self.index.reaching(node, via)
             found.update(self._dispatched(node))
         return found
+
+    def _downstream(self, via: str) -> set[str]:
+        """Every function the patch's calls lead to."""
+        key = ("downstream", via)
+        if key not in self.cache:
+            self.cache[key] = set().union(*(self._forward(target, via) for target, callers in self.extra_callers.items()
+                                           if any(self._widens(caller, target, used, via) for caller, used in callers)))
+        return self.cache[key]
+
+    def _widens(self, caller: str, target: str, used: bool, via: str) -> bool:
+        """Can the patch's call ``caller -> target`` bring ``target`` an entry it lacks? Not
+        when the tree already reaches the caller only from entries that reach the target."""
+        if not (used or via == "any"):
+            return False
+        position = self.index.position
+        if caller not in position or target not in position:
+            return True
+        known = self.index.reaching(target, via) | set(self._dispatched(target))
+        return not (self.index.reaching(caller, via) | set(self._dispatched(caller))) <= known
 
     def _forward(self, name: str, via: str) -> set[str]:
         key = ("forward", name, via)
