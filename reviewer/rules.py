@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reviewer import predicates
 from reviewer.errors import InputError
 from reviewer.findings import CATEGORIES, SEVERITIES
 
@@ -178,8 +179,6 @@ def _known_keys(table: dict, keys: tuple[str, ...], where: str) -> None:
 
 
 def _matcher(table: dict, where: str) -> Matcher:
-    from reviewer import predicates
-
     _known_keys(table, MATCH_KEYS, f"{where}: [rule.match]")
     side = _choice(table, "side", SIDES, where)
     functions = _strings(table, "functions", where)
@@ -211,8 +210,6 @@ REQUIRED = ("id", "title", "category", "severity", "message", "why", "references
 
 
 def _rule(table: dict, source: str) -> Rule:
-    from reviewer import predicates
-
     where = f"{source}: rule {table.get('id', '?')}"
     _known_keys(table, RULE_KEYS, where)
     for key in REQUIRED:
