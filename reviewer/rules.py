@@ -13,11 +13,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reviewer import predicates
-from reviewer.errors import InputError
+from reviewer import pack, predicates
+from reviewer.errors import BrokenPack, InputError
 from reviewer.findings import CATEGORIES, SEVERITIES
 
-BUILTIN_RULES = Path(__file__).resolve().parent.parent / "rules"
 SIDES = ("added", "removed", "modified", "any")
 MAX_PATTERN = 500
 MAX_REPEAT = 10  # a repeat up to this many times is not "unbounded"
@@ -249,29 +248,67 @@ def _rule(table: dict, source: str) -> Rule:
     return rule
 
 
-def load(extra_dirs: list[str] = (), disabled: list[str] = ()) -> RuleSet:
-    """The built-in rules, plus the user's, minus the disabled ones."""
-    files = sorted(BUILTIN_RULES.glob("*.toml"))
-    for directory in extra_dirs:
-        path = Path(directory)
-        if not path.is_dir():
-            raise InputError(f"{directory}: --rules needs a directory of .toml files")
-        files += sorted(path.glob("*.toml"))
+def _parse_file(where: str, text: str) -> tuple[list[Rule], list[re.Pattern]]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{where}: cannot load rule file: {exc}") from None
+    ack = [compile_pattern(p, where) for p in _strings(data, "acknowledge_patterns", where)]
+    return [_rule(table, where) for table in data.get("rule", [])], ack
+
+
+def _user_files(directory: str) -> list[tuple[str, str]]:
+    path = Path(directory)
+    if not path.is_dir():
+        raise InputError(f"{directory}: --rules needs a directory of .toml files")
+    out = []
+    for f in sorted(path.glob("*.toml")):
+        try:
+            out.append((str(f), f.read_text(encoding="utf-8")))
+        except (UnicodeDecodeError, OSError) as exc:
+            raise InputError(f"{f}: cannot load rule file: {exc}") from None
+    return out
+
+
+def builtin() -> tuple[list[Rule], list[re.Pattern]]:
+    """The built-in pack, checked: a file that does not load, or a pack
+    without a rule, is a broken installation (:class:`BrokenPack`)."""
     rules: list[Rule] = []
     ack: list[re.Pattern] = []
-    seen: set[str] = set()
-    for path in files:
+    for where, text in pack.rule_files():
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
-            raise InputError(f"{path}: cannot load rule file: {exc}") from None
-        ack += [compile_pattern(p, str(path)) for p in _strings(data, "acknowledge_patterns", str(path))]
-        for table in data.get("rule", []):
-            rule = _rule(table, str(path))
-            if rule.id in seen:
-                raise InputError(f"{path}: duplicate rule id {rule.id!r}")
-            seen.add(rule.id)
-            rules.append(rule)
+            found, patterns = _parse_file(where, text)
+        except InputError as exc:
+            raise BrokenPack(str(exc)) from None
+        rules += found
+        ack += patterns
+    if not rules:
+        raise BrokenPack(f"no rules in {pack.root() / 'rules'}")
+    try:
+        _unique(rules)
+    except InputError as exc:
+        raise BrokenPack(str(exc)) from None
+    return rules, ack
+
+
+def _unique(rules: list[Rule]) -> set[str]:
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.id in seen:
+            raise InputError(f"{rule.source}: duplicate rule id {rule.id!r}")
+        seen.add(rule.id)
+    return seen
+
+
+def load(extra_dirs: list[str] = (), disabled: list[str] = ()) -> RuleSet:
+    """The built-in rules, plus the user's, minus the disabled ones."""
+    rules, ack = builtin()
+    for directory in extra_dirs:
+        for where, text in _user_files(directory):
+            found, patterns = _parse_file(where, text)
+            rules += found
+            ack += patterns
+    seen = _unique(rules)
     unknown = set(disabled) - seen
     if unknown:
         raise InputError(f"--disable: no rule with id {sorted(unknown)[0]!r}")

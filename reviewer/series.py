@@ -11,8 +11,6 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import unidiff
-
 from reviewer import ccontext
 
 if TYPE_CHECKING:  # the model does not need b4 loaded to exist
@@ -163,6 +161,8 @@ def parse_diff(text: str, where: str) -> list[FileDiff]:
     """Parse a unified diff; ``where`` names the patch in error messages."""
     if not text.strip():
         return []
+    import unidiff  # here: rules and --version need the model's types, not the parser
+
     try:
         patchset = unidiff.PatchSet(text)
     except unidiff.UnidiffParseError as exc:
