@@ -16,7 +16,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 
 from reviewer import __version__, pack
-from reviewer.findings import Finding, severity_rank
+from reviewer.findings import UNPARSED, Finding, severity_rank
 from reviewer.pipeline import Review
 from reviewer.series import Patch
 
@@ -217,7 +217,9 @@ def replies(review: Review, me: Identity, templates: str | None = None, reply_wh
     make_msgid = make_msgid or (lambda: email.utils.make_msgid("kvm-review", domain=domain))
     env = _environment(templates)
     series = review.series
-    shown = [f for f in review.findings if severity_rank(f.severity) >= severity_rank(min_severity)]
+    # a patch we could not read gets no reply: the report and the bot's record carry it
+    shown = [f for f in review.findings
+             if severity_rank(f.severity) >= severity_rank(min_severity) and f.rule != UNPARSED]
     if not shown and not reply_when_clean:
         return []
     items = checklist(Review(series, shown), rules_by_id)

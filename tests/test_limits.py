@@ -1,0 +1,91 @@
+"""MIME nesting, parts, header fields and size have limits, checked on the raw
+bytes before anything parses them: one line and exit 2 at every entry point
+(a file: tests/bad/, stdin, lore; the bot: tests/test_bot_survival.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from reviewer import limits, sources
+from reviewer.cli import main
+from tests.conftest import ROOT
+from tests.lore_server import lore_server, sample_bytes  # noqa: F401
+from tests.test_bot_survival import nested_reply
+
+HEAD = b"From: A <a@example.org>\nSubject: [PATCH] x\nMessage-ID: <m@example.org>\nMIME-Version: 1.0\n"
+
+
+def nested(depth: int, boundary: bytes | None = None) -> bytes:
+    """``depth`` multipart parts inside each other (one boundary for all, if given)."""
+    names = [boundary or b"b%d" % i for i in range(depth)]
+    return (HEAD + b"".join(b'Content-Type: multipart/mixed; boundary="%s"\n\n--%s\n' % (n, n) for n in names)
+            + b"Content-Type: text/plain\n\nhello\n" + b"".join(b"--%s--\n" % n for n in reversed(names)))
+
+
+def siblings(parts: int) -> bytes:
+    return (HEAD + b'Content-Type: multipart/mixed; boundary="p"\n\n'
+            + b"".join(b"--p\nContent-Type: text/plain\n\npart\n" for _ in range(parts)) + b"--p--\n")
+
+
+def headers(fields: int, mime: bool) -> bytes:
+    """A message of ``fields`` header fields (HEAD's four among them)."""
+    if not mime:
+        return HEAD + b"".join(b"X-F: %d\n" % i for i in range(fields - 4)) + b"\nhello\n"
+    # the part's own header block counts too: Content-Type above, X-Part in the part
+    return (HEAD + b"".join(b"X-F: %d\n" % i for i in range(fields - 6))
+            + b'Content-Type: multipart/mixed; boundary="p"\n\n--p\nX-Part: 1\n\nhi\n--p--\n')
+
+
+@pytest.mark.parametrize("raw, problem", [
+    (nested(limits.MAX_DEPTH), None),
+    (nested(limits.MAX_DEPTH + 1), "MIME parts nested deeper than 16 levels"),
+    # the same boundary at every level still nests, as the stdlib parser reads it
+    (nested(limits.MAX_DEPTH + 1, b"same"), "MIME parts nested deeper than 16 levels"),
+    (siblings(limits.MAX_PARTS), None),
+    (siblings(limits.MAX_PARTS + 1), "more than 256 MIME parts"),
+    (headers(limits.MAX_HEADERS, mime=False), None),
+    (headers(limits.MAX_HEADERS + 1, mime=False), "more than 1000 header fields"),
+    (headers(limits.MAX_HEADERS, mime=True), None),
+    (headers(limits.MAX_HEADERS + 1, mime=True), "more than 1000 header fields"),
+])
+def test_limits(raw, problem):
+    assert limits.problem(raw) == problem
+
+
+def test_within_the_limits_the_parser_agrees():
+    """At the depth limit the stdlib's parser (b4's policy) reads every level."""
+    msg = sources._messages(nested(limits.MAX_DEPTH), "x")[0]
+    depth = 0
+    while msg.is_multipart():
+        msg, depth = msg.get_payload(0), depth + 1
+    assert depth == limits.MAX_DEPTH and msg.get_content() == "hello"
+
+
+def test_message_size(monkeypatch):
+    monkeypatch.setattr(limits, "MAX_MESSAGE_BYTES", 1024)
+    assert limits.problem(HEAD + b"\n" + b"x" * 1024) == "message larger than 0 MiB"
+    monkeypatch.setattr(limits, "MAX_INPUT_BYTES", 1024)
+    with pytest.raises(sources.InputError, match="^x: input larger than 0 MiB$"):
+        sources._messages(HEAD + b"\n" + b"x" * 1024, "x")
+
+
+def test_stdin_is_one_line_and_exit_2():
+    proc = subprocess.run([sys.executable, "-m", "reviewer", "review", "-"], cwd=ROOT, capture_output=True,
+                          input=(ROOT / "tests" / "bad" / "nested-mime.mbox").read_bytes(), check=False)
+    assert proc.returncode == 2 and proc.stdout == b""
+    assert proc.stderr == b"kvm-review: error: stdin: message 1: MIME parts nested deeper than 16 levels\n"
+
+
+def test_lore_thread_is_one_line_and_exit_2(lore_server, capsys, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("KVM_REVIEW_LORE_RATE", "0")
+    lore_server.import_mbox(sample_bytes("05-enable-cap-reject.mbox"))
+    lore_server.deliver(nested_reply())
+    lore_server.start()
+    status = main(["review", "20241022011534.553190-1-hwang.jiho@example.com", "--lore", lore_server.url])
+    out, err = capsys.readouterr()
+    assert (status, out) == (2, "")
+    assert err == ("kvm-review: error: thread of 20241022011534.553190-1-hwang.jiho@example.com: message 2: "
+                   "MIME parts nested deeper than 16 levels\n")
