@@ -108,3 +108,33 @@ def test_a_broken_user_rule_file_is_still_an_input_error(tmp_path, capsys):
     status, out, err = run(capsys, "review", SGX, "--rules", str(tmp_path))
     assert (status, out) == (2, "")
     assert err.startswith(f"kvm-review: error: {tmp_path / 'mine.toml'}: cannot load rule file: ")
+
+
+def test_checked_pack_is_cached_by_content(tmp_path, monkeypatch):
+    """The second load reads the cache, not the TOML (and checks no pattern
+    again); other content, or a cache that does not parse, is a miss."""
+    from reviewer import rules
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = rules.load()
+    cache = tmp_path / "kvm-review" / "builtin-rules.json"
+    assert cache.is_file()
+
+    def no_toml(where, text):
+        raise AssertionError(f"{where} parsed again")
+
+    monkeypatch.setattr(rules, "_toml", no_toml)
+    monkeypatch.setattr(rules, "_backtracks", no_toml)
+    again = rules.load()
+    assert [(r.id, r.matcher and [p.pattern for p in r.matcher.patterns]) for r in again.rules] == \
+        [(r.id, r.matcher and [p.pattern for p in r.matcher.patterns]) for r in first.rules]
+    cache.write_text("{not json", encoding="utf-8")
+    with pytest.raises(AssertionError, match="parsed again"):
+        rules.load()
+
+
+def test_a_broken_pack_is_not_served_from_the_cache(broken, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert run(capsys, "--version")[0] == 0  # cached
+    _bad_rule(broken)
+    assert run(capsys, "--version")[0] == 3
