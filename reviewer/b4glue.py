@@ -29,8 +29,10 @@ class _Deferred(types.ModuleType):
     """Stands in for a module until its first use, then becomes it.
 
     b4 imports dkim (and with it dnspython, a third of b4's import time) at
-    start-up, for DKIM attestation; we turn attestation off, so a review
-    should not pay for it. b4 and liblore import requests (urllib3, ssl,
+    start-up, for DKIM attestation, and patatt; we turn attestation off, so a
+    review should not pay for them. smtplib (and with it ssl, 6 ms) serves
+    b4's sending, which we never call; at import b4 reads only its SMTP
+    classes, in annotations. b4 and liblore import requests (urllib3, ssl,
     charset_normalizer: 0.1 s, half of a 10-patch review) although a local
     review sends no HTTP request; at import b4 reads only ``requests.Session``,
     in type annotations, and gets ``typing.Any`` for it while
@@ -52,9 +54,9 @@ class _Deferred(types.ModuleType):
 
 
 _LOADING = threading.RLock()
-_ANNOTATION_ONLY = {"requests": ("Session",)}
+_ANNOTATION_ONLY = {"requests": ("Session",), "smtplib": ("SMTP", "SMTP_SSL")}
 _IMPORTING = True
-for _name in ("dkim", "requests"):
+for _name in ("dkim", "requests", "smtplib", "patatt"):
     sys.modules.setdefault(_name, _Deferred(_name))
 
 import b4  # noqa: E402 - after the stand-ins above

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -256,6 +255,8 @@ def _rule(table: dict, source: str, check: bool = True) -> Rule:
 
 
 def _toml(where: str, text: str) -> dict:
+    import tomllib  # here: a cached pack needs no TOML parser
+
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
