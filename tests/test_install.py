@@ -10,10 +10,12 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
+from reviewer import pack
 from reviewer.cli import main
 from tests.conftest import ROOT, SAMPLES
 from tests.test_pack import rule_count
@@ -36,13 +38,34 @@ def from_checkout(capsys, *argv: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def installs(tmp_path_factory) -> dict[str, Path]:
+def wheel(tmp_path_factory) -> Path:
+    """The wheel of ``pip wheel .``."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    sh(sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "wheel", "--no-deps", "-w", tmp, ROOT,
+       cwd=tmp)
+    return next(tmp.glob("kvm_review-*.whl"))
+
+
+def test_wheel_carries_every_file_of_the_pack(wheel):
+    """Every rule file, everything under templates/ (any depth) and the data
+    files of reviewer's subpackages, as the checkout has them."""
+    with zipfile.ZipFile(wheel) as whl:
+        shipped = {name: whl.read(name) for name in whl.namelist()}
+    wanted = {f"reviewer/builtin/rules/{p.name}": p for p in (ROOT / "rules").glob("*.toml")}
+    wanted |= {f"reviewer/builtin/templates/{p.relative_to(ROOT / 'templates')}": p
+               for p in (ROOT / "templates").rglob("*") if p.is_file()}
+    wanted |= {str(p.relative_to(ROOT)): p for p in (ROOT / "reviewer").glob("*/data/*") if p.is_file()}
+    assert {f"reviewer/builtin/templates/{t}" for t in pack.TEMPLATES} <= set(wanted)
+    assert any(name.startswith("reviewer/builtin/rules/") for name in wanted)
+    for name, path in wanted.items():
+        assert shipped.get(name) == path.read_bytes(), name
+
+
+@pytest.fixture(scope="module")
+def installs(tmp_path_factory, wheel) -> dict[str, Path]:
     """kvm-review installed three ways: the wheel of ``pip wheel .``, ``pip
     install .`` and ``pipx install .`` (pipx itself from PyPI)."""
     tmp = tmp_path_factory.mktemp("install")
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    sh(*pip, "wheel", "--no-deps", "-w", tmp / "dist", ROOT, cwd=tmp)
-    wheel = next((tmp / "dist").glob("kvm_review-*.whl"))
     out = {}
     for how in ("wheel", "pip"):
         sh(sys.executable, "-m", "venv", tmp / how, cwd=tmp)
