@@ -12,6 +12,7 @@ nested inside it.
 
 from __future__ import annotations
 
+import email.message
 import re
 
 MAX_INPUT_BYTES = 256 * 1024 * 1024  # a whole input: a file, stdin, a git range, a thread
@@ -25,8 +26,7 @@ MAX_DEPTH = 16  # multipart and message/* parts inside each other
 _MIME = re.compile(rb"(?i)^content-type:[ \t]*(?:\r?\n[ \t]+)?(?:multipart|message)/", re.M)
 _FIELD = re.compile(rb"^[^ \t\r\n][^:\r\n]*:", re.M)
 _END_OF_HEADERS = re.compile(rb"\r?\n\r?\n")
-_CONTENT_TYPE = re.compile(rb"(?is)^content-type:[ \t]*([!-~]+?)[ \t]*(?:;(.*))?$")
-_BOUNDARY = re.compile(rb'(?i)\bboundary[ \t]*=[ \t]*(?:"([^"]*)"|([^;\s]+))')
+_CONTENT_TYPE = re.compile(rb"(?is)^content-type:[ \t]*([!-~]+?)[ \t]*(?:;.*)?$")
 
 
 def problem(raw: bytes) -> str | None:
@@ -53,6 +53,16 @@ def _fields(block: list[bytes]) -> list[bytes]:
     return fields
 
 
+def _boundary(field: bytes) -> bytes | None:
+    """A Content-Type field's boundary, read as the parser reads it (quoted,
+    or RFC 2231's ``boundary*0=``): the stdlib's parameter parsing, on this
+    one field."""
+    header = email.message.Message()
+    header["Content-Type"] = field.split(b":", 1)[1].strip().decode("ascii", "surrogateescape")
+    boundary = header.get_boundary()
+    return None if boundary is None else boundary.encode("utf-8", "surrogateescape").rstrip()
+
+
 def _nesting(fields: list[bytes]) -> tuple[str, bytes | None]:
     """("multipart", boundary), ("message", None) or ("", None) for a header block."""
     for field in fields:
@@ -61,10 +71,9 @@ def _nesting(fields: list[bytes]) -> tuple[str, bytes | None]:
             continue
         kind = match.group(1).lower()
         if kind.startswith(b"multipart/"):
-            boundary = _BOUNDARY.search(match.group(2) or b"")
-            if boundary:
-                return "multipart", (boundary.group(1) if boundary.group(1) is not None else boundary.group(2))
-        elif kind.startswith(b"message/") and kind != b"message/delivery-status":
+            boundary = _boundary(field)
+            return ("multipart", boundary) if boundary else ("", None)
+        if kind.startswith(b"message/") and kind != b"message/delivery-status":
             return "message", None
         return "", None
     return "", None

@@ -25,6 +25,13 @@ def nested(depth: int, boundary: bytes | None = None) -> bytes:
             + b"Content-Type: text/plain\n\nhello\n" + b"".join(b"--%s--\n" % n for n in reversed(names)))
 
 
+def encoded(depth: int) -> bytes:
+    """``depth`` multipart parts inside each other, their boundaries in RFC 2231 form."""
+    return (HEAD + b"".join(b"Content-Type: multipart/mixed; boundary*0=\"e%d\"\n\n--e%d\n" % (i, i)
+                            for i in range(depth))
+            + b"Content-Type: text/plain\n\nhello\n" + b"".join(b"--e%d--\n" % i for i in reversed(range(depth))))
+
+
 def siblings(parts: int) -> bytes:
     return (HEAD + b'Content-Type: multipart/mixed; boundary="p"\n\n'
             + b"".join(b"--p\nContent-Type: text/plain\n\npart\n" for _ in range(parts)) + b"--p--\n")
@@ -44,6 +51,9 @@ def headers(fields: int, mime: bool) -> bytes:
     (nested(limits.MAX_DEPTH + 1), "MIME parts nested deeper than 16 levels"),
     # the same boundary at every level still nests, as the stdlib parser reads it
     (nested(limits.MAX_DEPTH + 1, b"same"), "MIME parts nested deeper than 16 levels"),
+    # a boundary the scan does not read still counts as a level
+    (encoded(limits.MAX_DEPTH), None),
+    (encoded(limits.MAX_DEPTH + 1), "MIME parts nested deeper than 16 levels"),
     (siblings(limits.MAX_PARTS), None),
     (siblings(limits.MAX_PARTS + 1), "more than 256 MIME parts"),
     (headers(limits.MAX_HEADERS, mime=False), None),
@@ -55,9 +65,10 @@ def test_limits(raw, problem):
     assert limits.problem(raw) == problem
 
 
-def test_within_the_limits_the_parser_agrees():
+@pytest.mark.parametrize("make", [nested, encoded])
+def test_within_the_limits_the_parser_agrees(make):
     """At the depth limit the stdlib's parser (b4's policy) reads every level."""
-    msg = sources._messages(nested(limits.MAX_DEPTH), "x")[0]
+    msg = sources._messages(make(limits.MAX_DEPTH), "x")[0]
     depth = 0
     while msg.is_multipart():
         msg, depth = msg.get_payload(0), depth + 1
