@@ -366,6 +366,8 @@ def _within_limits(mbox: bytes, where: str, skipped: list[str] | None) -> bytes:
         dropped = True
     if not dropped:
         return mbox
+    if not kept:
+        raise InputError(f"{where}: every message is over the limits ({skipped[-1]})")
     # mboxrd again, as the server sent it: "From " lines and one more ">" on ">*From "
     return b"".join(b"From mboxrd@z Thu Jan  1 00:00:00 1970\n" + _FROM_LINE.sub(rb">\1", raw).rstrip(b"\n")
                     + b"\n\n" for raw in kept)

@@ -100,3 +100,24 @@ def test_lore_thread_is_one_line_and_exit_2(lore_server, capsys, monkeypatch):  
     assert (status, out) == (2, "")
     assert err == ("kvm-review: error: thread of 20241022011534.553190-1-hwang.jiho@example.com: message 2: "
                    "MIME parts nested deeper than 16 levels\n")
+
+
+def test_a_thread_keeps_its_mails_within_the_limits():
+    """What the bot does with a fetched thread: the mails over the limits are
+    left out and named, the others kept byte for byte (mboxrd)."""
+    from reviewer import b4glue
+
+    good = b"From: A <a@example.org>\nSubject: x\nMessage-ID: <g@example.org>\n\n>From the body\nok\n"
+    mbox = b"".join(b"From mboxrd@z Thu Jan  1 00:00:00 1970\n" + m.replace(b"\n>From", b"\n>>From") + b"\n"
+                    for m in (good, nested(limits.MAX_DEPTH + 1), good.replace(b"<g@", b"<h@")))
+    skipped: list[str] = []
+    kept = b4glue._within_limits(mbox, "thread of t@example.org", skipped)
+    assert skipped == ["message 2 skipped: MIME parts nested deeper than 16 levels"]
+    assert [m["Message-ID"] for m in b4glue.b4.split_and_dedupe_pi_results(kept)] == ["<g@example.org>",
+                                                                                   "<h@example.org>"]
+    assert kept.count(b"\n>>From the body\n") == 2
+    with pytest.raises(sources.InputError, match="^thread of t@example.org: message 2: MIME parts nested"):
+        b4glue._within_limits(mbox, "thread of t@example.org", None)
+    with pytest.raises(sources.InputError, match="^thread of t@example.org: every message is over the limits"):
+        b4glue._within_limits(b"From mboxrd@z Thu Jan  1 00:00:00 1970\n" + nested(limits.MAX_DEPTH + 1),
+                              "thread of t@example.org", [])
