@@ -121,3 +121,58 @@ def test_a_thread_keeps_its_mails_within_the_limits():
     with pytest.raises(sources.InputError, match="^thread of t@example.org: every message is over the limits"):
         b4glue._within_limits(b"From mboxrd@z Thu Jan  1 00:00:00 1970\n" + nested(limits.MAX_DEPTH + 1),
                               "thread of t@example.org", [])
+
+
+# -- the scan never counts less than the parser reads ---------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+BOUNDARIES = [b"a", b"b", b"=_x", b"same"]  # few: reused boundaries are the tricky case
+leaves = st.just(("leaf",))
+trees = st.recursive(leaves, lambda kids: st.one_of(
+    st.tuples(st.just("multipart"), st.sampled_from(BOUNDARIES), st.sampled_from(["quoted", "bare", "rfc2231"]),
+              st.lists(kids, min_size=1, max_size=3)),
+    st.tuples(st.just("message"), kids)), max_leaves=12)
+
+
+def render(tree, folded: bool) -> bytes:
+    """A part: its header block, a blank line, its body."""
+    if tree[0] == "leaf":
+        return b"Content-Type: text/plain\n\nleaf\n"
+    if tree[0] == "message":
+        return b"Content-Type: message/rfc822\n\nSubject: inner\n" + render(tree[1], folded)
+    _, boundary, form, kids = tree
+    param = {"quoted": b'boundary="%s"', "bare": b"boundary=%s", "rfc2231": b'boundary*0="%s"'}[form] % boundary
+    head = b"Content-Type:" + (b"\n " if folded else b" ") + b"multipart/mixed; " + param + b"\n\n"
+    return head + b"".join(b"--%s\n" % boundary + render(k, folded) for k in kids) + b"--%s--\n" % boundary
+
+
+def read_depth_and_parts(msg) -> tuple[int, int]:
+    """How deep the parser nested, and how many parts it made (no recursion)."""
+    deepest, parts, todo = 0, 0, [(msg, 0)]
+    while todo:
+        part, depth = todo.pop()
+        deepest = max(deepest, depth)
+        payload = part.get_payload()
+        if isinstance(payload, list):  # multipart, or message/rfc822 (one message)
+            parts += len(payload) if part.is_multipart() and part.get_content_maintype() == "multipart" else 0
+            todo += [(p, depth + 1) for p in payload]
+    return deepest, parts
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(tree=trees, folded=st.booleans())
+def test_the_scan_never_reads_less_than_the_parser(tree, folded, monkeypatch):
+    from reviewer import b4glue
+
+    monkeypatch.setattr(limits, "MAX_DEPTH", 3)
+    monkeypatch.setattr(limits, "MAX_PARTS", 6)
+    raw = HEAD + render(tree, folded)
+    depth, parts = read_depth_and_parts(b4glue.parse_bytes(raw))
+    problem = limits.problem(raw)
+    if problem is None:
+        assert depth <= limits.MAX_DEPTH and parts <= limits.MAX_PARTS
+    if depth > limits.MAX_DEPTH or parts > limits.MAX_PARTS:
+        assert problem is not None
