@@ -353,7 +353,7 @@ def _within_limits(mbox: bytes, where: str, skipped: list[str] | None) -> bytes:
     (each named in ``skipped``), or InputError for the first when
     ``skipped`` is None. Checked before anything parses them."""
     if len(mbox) > limits.MAX_INPUT_BYTES:
-        raise InputError(f"{where}: larger than {limits.MAX_INPUT_BYTES >> 20} MiB")
+        raise InputError(f"{where}: input larger than {limits.MAX_INPUT_BYTES >> 20} MiB")
     kept, dropped = [], False
     for n, raw in enumerate(liblore.utils.split_mbox_as_bytes(mbox), 1):
         problem = limits.problem(raw)
