@@ -32,7 +32,10 @@ TARGETS = {
     "series_500_s": 3.0,
     "rss_500_mb": 120,
     "checkpatch_ratio": 10.0,
+    "one_patch_over_bare_s": 0.05,
 }
+# the pre-send case (b4 prep --check, the sendemail-validate hook): one patch a process
+ONE_PATCH = ROOT / "samples" / "02-add-adjustment.mbox"
 # what every run pays before reading its input: the interpreter, then b4 (which
 # the brief requires for threading) as kvm-review imports it
 FLOOR = {"python": "pass", "python + b4": "import reviewer.b4glue",
@@ -204,6 +207,12 @@ def run_checkpatch(script: str, files: list[Path], runs: int) -> dict:
     return measure(cmd, runs, ok=range(0, 256))
 
 
+def one_patch(review: dict, bare: dict) -> dict:
+    """A one-patch review beside a bare interpreter's start (medians)."""
+    ours, floor = review["median_s"], bare["median_s"]
+    return {"review_s": ours, "bare_s": floor, "ratio": ours / floor, "over_bare_s": ours - floor}
+
+
 def fmt(x, spec=".3f", none="-"):
     return none if x is None else format(x, spec)
 
@@ -339,6 +348,10 @@ def main(argv: list[str] | None = None) -> int:
         startup = measure(cmd + ["--version"], max(args.runs, 5), ok=(0,))
         floor = {label: measure([sys.executable, "-c", code], max(args.runs, 5), ok=(0,))
                  for label, code in FLOOR.items()}
+        log(f"measuring a one-patch review ({ONE_PATCH.name}) beside the bare interpreter...")
+        single = cmd + ["review", str(ONE_PATCH), "--format", "json"]
+        measure(single, 1)  # warm: the page cache, and the rule pack's cache (~/.cache/kvm-review)
+        single_patch = one_patch(measure(single, max(args.runs, 10)), floor["python"])
         rows = []
         for item in inputs:
             log(f"measuring {item['name']} ({item['patches']} patches, {item['changed_lines']} changed lines)...")
@@ -364,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     s10, s500 = by_size.get(10), by_size.get(500)
     checks = {
         "startup <= 0.15 s": startup["median_s"] <= TARGETS["startup_s"],
+        "one patch <= bare interpreter + 0.05 s": single_patch["over_bare_s"] <= TARGETS["one_patch_over_bare_s"],
         "10 patches <= 0.4 s": None if not s10 else s10["review"]["median_s"] <= TARGETS["series_10_s"],
         "500 patches <= 3 s": None if not s500 else s500["review"]["median_s"] <= TARGETS["series_500_s"],
         "linear in changed lines": None if not lin else lin["linear"],
@@ -377,7 +391,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{tree.source if tree else 'the in-process generator'}")
     print(f"start-up (--version): median {startup['median_s']:.3f} s (min {startup['min_s']:.3f}, "
           f"max {startup['max_s']:.3f}), {startup['rss_mb']:.0f} MB")
-    print("before any input: " + ", ".join(f"{label} {m['median_s']:.3f} s" for label, m in floor.items()) + "\n")
+    print("before any input: " + ", ".join(f"{label} {m['median_s']:.3f} s" for label, m in floor.items()))
+    print(f"one patch ({ONE_PATCH.name}): {single_patch['review_s']:.3f} s, bare interpreter (python -c pass) "
+          f"{single_patch['bare_s']:.3f} s: {single_patch['ratio']:.1f}x, +{single_patch['over_bare_s']:.3f} s "
+          f"(goal: +{TARGETS['one_patch_over_bare_s']:.3f} s)\n")
     head = (f"{'input':24} {'patches':>7} {'lines':>6} {'median s':>9} {'min':>6} {'max':>6} {'ms/patch':>8} "
             f"{'us/line':>7} {'RSS MB':>6} {'cp s':>6} {'cp ms/p':>7} {'ratio':>6}")
     print(head)
@@ -414,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": args.runs,
         "startup": startup,
         "floor": floor,
+        "one_patch": single_patch,
         "inputs": rows,
         "per_patch": fit,
         "linearity": lin,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 
 from reviewer import ccontext, predicates
-from reviewer.findings import Finding, lower, severity_rank
+from reviewer.findings import UNPARSED, Finding, lower, severity_rank
 from reviewer.kvm import cpuidtable
 from reviewer.rules import Matcher, Rule, RuleSet
 from reviewer.series import MAX_LINE, DiffLine, FileDiff, Hunk, Patch, Series
@@ -364,13 +364,21 @@ def series_findings(rule: Rule, series: Series, findings: list[Finding]) -> list
     return out
 
 
+def unparsed(patch: Patch) -> Finding:
+    """A patch whose diff could not be read is an error of its own; the
+    rest of the series is reviewed as usual."""
+    return Finding(rule=UNPARSED, category="process", severity="error", patch=patch.index,
+                   message_id=patch.message_id, message=f"patch {patch.index} could not be parsed: {patch.problem}",
+                   related=[patch.index])
+
+
 def analyze(series: Series, rules: RuleSet, timings: dict[str, float] | None = None) -> list[Finding]:
     """All findings for ``series``, in patch, file and line order.
 
     ``timings``, when given, receives the seconds each rule took.
     """
     clock = timings if timings is not None else {}
-    findings: list[Finding] = []
+    findings: list[Finding] = [unparsed(p) for p in series.patches if p.problem]
     cover_acks = series.cover is not None and _acknowledges(rules, series.cover.text)
     line_rules = [r for r in rules.rules if r.kind == "line"]
     scope = Scope(series)

@@ -8,6 +8,7 @@ Nothing outside this module touches a b4 object.
 from __future__ import annotations
 
 import argparse
+import email.errors
 import email.header
 import email.headerregistry
 import email.parser
@@ -28,8 +29,10 @@ class _Deferred(types.ModuleType):
     """Stands in for a module until its first use, then becomes it.
 
     b4 imports dkim (and with it dnspython, a third of b4's import time) at
-    start-up, for DKIM attestation; we turn attestation off, so a review
-    should not pay for it. b4 and liblore import requests (urllib3, ssl,
+    start-up, for DKIM attestation, and patatt; we turn attestation off, so a
+    review should not pay for them. smtplib (and with it ssl, 6 ms) serves
+    b4's sending, which we never call; at import b4 reads only its SMTP
+    classes, in annotations. b4 and liblore import requests (urllib3, ssl,
     charset_normalizer: 0.1 s, half of a 10-patch review) although a local
     review sends no HTTP request; at import b4 reads only ``requests.Session``,
     in type annotations, and gets ``typing.Any`` for it while
@@ -51,15 +54,17 @@ class _Deferred(types.ModuleType):
 
 
 _LOADING = threading.RLock()
-_ANNOTATION_ONLY = {"requests": ("Session",)}
+_ANNOTATION_ONLY = {"requests": ("Session",), "smtplib": ("SMTP", "SMTP_SSL")}
 _IMPORTING = True
-for _name in ("dkim", "requests"):
+for _name in ("dkim", "requests", "smtplib", "patatt"):
     sys.modules.setdefault(_name, _Deferred(_name))
 
 import b4  # noqa: E402 - after the stand-ins above
+import liblore  # noqa: E402 - b4's own lore client
 
 _IMPORTING = False
 
+from reviewer import limits  # noqa: E402
 from reviewer.errors import InputError  # noqa: E402
 
 B4_VERSION = "0.16.0"  # the only b4 whose internals this module is written for
@@ -120,6 +125,7 @@ class Mail:
     basement: str  # everything below the first ---
     trailers: list[tuple[str, str]]
     followup_trailers: list[tuple[str, str]] = field(default_factory=list)
+    problem: str | None = None  # why b4 found no diff in a [PATCH n/N] message
 
 
 @dataclass
@@ -146,8 +152,8 @@ def configure(settings: dict[str, str], network: bool) -> None:
     b4.LORENODE = None
 
 
-def _mail(lmsg) -> Mail:
-    _githeaders, message, trailers, basement, _sig = b4.LoreMessage.get_body_parts(lmsg.body)
+def _mail(lmsg, problem: str | None = None) -> Mail:
+    _githeaders, message, trailers, basement, _sig = b4.LoreMessage.get_body_parts(lmsg.body or "")
     return Mail(
         msg=lmsg.msg,
         msgid=lmsg.msgid,
@@ -161,7 +167,34 @@ def _mail(lmsg) -> Mail:
         basement=basement,
         trailers=[(t.name, t.value) for t in trailers],
         followup_trailers=[(t.name, t.value) for t in lmsg.followup_trailers],
+        problem=problem,
     )
+
+
+_UNDECODABLE = (email.errors.InvalidBase64CharactersDefect, email.errors.InvalidBase64PaddingDefect,
+                email.errors.InvalidBase64LengthDefect)
+
+
+def _why_unread(lmsg) -> str:
+    """Why b4 found no diff in a message that says it is a patch."""
+    if any(isinstance(d, _UNDECODABLE) for part in lmsg.msg.walk() for d in part.defects):
+        return "its body cannot be decoded (invalid base64)"
+    if not any(part.get_content_type() in ("text/plain", "text/x-patch") for part in lmsg.msg.walk()):
+        return "it has no plain-text part"
+    return "it has no diff"
+
+
+def _unread(mailbox, revision: int | None) -> list:
+    """The [PATCH n/N] messages of ``revision`` (None: any) that b4 left
+    out of its series for want of a diff: each is a patch we could not read.
+    (b4 files one among the unknowns, or, when it carries trailers and
+    References as every patch of a series does, among the follow-ups.)"""
+    found: dict[tuple[int, int], object] = {}
+    for m in mailbox.unknowns + mailbox.followups:
+        if m.lsubject.patch and not m.lsubject.reply and not m.has_diff and m.counter >= 1 \
+                and revision in (None, m.revision):
+            found.setdefault((m.revision, m.counter), m)  # a copy sent twice: once
+    return list(found.values())
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -274,36 +307,97 @@ def series_from_messages(msgs: list[EmailMessage], revision: int | None = None) 
     network, b4.can_network = b4.can_network, False
     try:
         lser = mailbox.get_series(revision=revision, codereview_trailers=False)
+        unread = _unread(mailbox, lser.revision if lser is not None else revision)
         if lser is None:
-            raise InputError("no patches found in the input")
+            if not unread:
+                raise InputError("no patches found in the input")
+            return _unread_series(mailbox, unread)
         patches = [p for p in lser.patches[1:] if p is not None]
-        if not patches:
+        unread = [m for m in unread if m.counter >= len(lser.patches) or lser.patches[m.counter] is None]
+        if not patches and not unread:
             raise InputError("no patches found in the input")
         cover = lser.patches[0] if lser.has_cover else None
         return MailSeries(
             revision=lser.revision,
             expected=lser.expected,
-            complete=lser.complete,
+            complete=lser.complete or _all_there(lser.expected, patches + unread),
             cover=_mail(cover) if cover is not None else None,
-            patches=[_mail(p) for p in patches],
+            patches=_in_order([_mail(p) for p in patches] + [_mail(m, _why_unread(m)) for m in unread]),
             change_id=lser.change_id,
         )
     finally:
         b4.can_network = network
 
 
-def fetch_thread(msgid: str, nocache: bool) -> list[EmailMessage]:
-    """The whole thread holding ``msgid``, from the configured lore."""
+def _all_there(expected: int, lmsgs: list) -> bool:
+    return {m.counter for m in lmsgs} >= set(range(1, expected + 1))
+
+
+def _in_order(mails: list[Mail]) -> list[Mail]:
+    return sorted(mails, key=lambda m: m.counter)
+
+
+def _unread_series(mailbox, unread: list) -> MailSeries:
+    """A series of which b4 could read no patch: its latest revision."""
+    revision = max(m.revision for m in unread)
+    unread = [m for m in unread if m.revision == revision]
+    expected = max(m.expected for m in unread)
+    cover = mailbox.covers.get(revision)
+    return MailSeries(revision=revision, expected=expected, complete=_all_there(expected, unread),
+                      cover=_mail(cover) if cover is not None else None,
+                      patches=_in_order([_mail(m, _why_unread(m)) for m in unread]))
+
+
+def _within_limits(mbox: bytes, where: str, skipped: list[str] | None) -> bytes:
+    """The thread's mbox without the messages over :mod:`reviewer.limits`
+    (each named in ``skipped``), or InputError for the first when
+    ``skipped`` is None. Checked before anything parses them."""
+    if len(mbox) > limits.MAX_INPUT_BYTES:
+        raise InputError(f"{where}: input larger than {limits.MAX_INPUT_BYTES >> 20} MiB")
+    kept, dropped = [], False
+    for n, raw in enumerate(liblore.utils.split_mbox_as_bytes(mbox), 1):
+        problem = limits.problem(raw)
+        if problem is None:
+            kept.append(raw)
+            continue
+        if skipped is None:
+            raise InputError(f"{where}: message {n}: {problem}")
+        skipped.append(f"message {n} skipped: {problem}")
+        dropped = True
+    if not dropped:
+        return mbox
+    if not kept:
+        raise InputError(f"{where}: every message is over the limits ({skipped[-1]})")
+    # mboxrd again, as the server sent it: "From " lines and one more ">" on ">*From "
+    return b"".join(b"From mboxrd@z Thu Jan  1 00:00:00 1970\n" + _FROM_LINE.sub(rb">\1", raw).rstrip(b"\n")
+                    + b"\n\n" for raw in kept)
+
+
+_FROM_LINE = re.compile(rb"^(>*From )", re.M)
+
+
+def fetch_thread(msgid: str, nocache: bool, skipped: list[str] | None = None) -> list[EmailMessage]:
+    """The whole thread holding ``msgid``, from the configured lore. A
+    message over the limits is an InputError, or, given a ``skipped``
+    list, left out and named there."""
     _require_pinned_b4()
     try:
-        msgs = b4.get_pi_thread_by_msgid(msgid, nocache=nocache)
+        mbox = b4.get_lore_node().get_mbox_by_msgid(msgid, nocache=nocache)
+    except liblore.RemoteError:  # the server has no such thread
+        mbox = b""
     except Exception as exc:  # liblore raises many kinds; one line for all
         raise InputError(f"cannot fetch {msgid}: {exc}") from None
-    if not msgs:
+    mbox = _within_limits(mbox, f"thread of {msgid}", skipped)
+    try:
+        msgs = b4.split_and_dedupe_pi_results(mbox) if mbox else []
+        thread = b4.get_strict_thread(msgs, msgid) if msgs else None
+    except Exception as exc:
+        raise InputError(f"cannot fetch {msgid}: {exc}") from None
+    if not thread:
         raise InputError(f"cannot fetch {msgid}: not found on the lore server")
-    for msg in msgs:
+    for msg in thread:
         neutralise_headers(msg)
-    return list(msgs)
+    return list(thread)
 
 
 # --- for fetching from lore and for the bot (appended; the functions above are unchanged) ---

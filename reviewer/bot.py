@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reviewer.errors import EXIT_CLEAN, EXIT_INPUT, InputError, MaybeSent
+from reviewer.findings import UNPARSED
 from reviewer.state import StateError
 
 KVM_FILES = (
@@ -301,12 +302,15 @@ class Bot:
         b4glue.use_session(self.session)
         first_seen = self.state.first_seen(g.msgids)
         outages = self.session.failures
+        skipped: list[str] = []  # messages over the limits (reviewer/limits.py), left out
         try:
-            msgs = b4glue.fetch_thread(g.anchor, nocache=True)
+            msgs = b4glue.fetch_thread(g.anchor, nocache=True, skipped=skipped)
         except InputError as exc:
             if self.session.failures != outages:
                 raise  # lore is down or refusing us: stop here, every series is tried again next run
             return self._failed(g, first_seen, exc)  # lore answered: nothing usable for this thread
+        for what in skipped:
+            self.log(f"thread of <{g.anchor}>: {what}")
         try:
             thread_ids = [mail.clean_msgid(m.get("Message-ID")) for m in msgs]
             thread_ids = [m for m in thread_ids if m]
@@ -322,7 +326,7 @@ class Bot:
         except Exception as exc:  # a message broke the parser (our bug): this series only
             return self._failed(g, first_seen, exc)
         try:
-            return self._review(g, model, first_seen, thread_ids)
+            return self._review(g, model, first_seen, thread_ids, "; ".join(skipped) or None)
         except StateError:
             raise
         except Exception as exc:  # InputError, or a message that broke the review (our bug)
@@ -338,7 +342,7 @@ class Bot:
         self.log(f"failed v{info['revision']} <{info['root']}>: {why}")
         return "failed"
 
-    def _review(self, g: Group, model, first_seen: float, thread_ids: list[str]) -> str:
+    def _review(self, g: Group, model, first_seen: float, thread_ids: list[str], skipped: str | None = None) -> str:
         from reviewer import mail, pipeline
 
         info = self._info(g, model.message_id, first_seen, model)
@@ -382,7 +386,7 @@ class Bot:
         msgids = set(g.msgids) | {p.message_id for p in model.patches}
         if model.cover is not None:
             msgids.add(model.cover.message_id)
-        self.state.finish(info, "reviewed", sorted(msgids), findings, comparison, deliveries,
+        self.state.finish(info, "reviewed", sorted(msgids), findings, comparison, deliveries, error=skipped,
                           replies=[mail.as_bytes(r.msg) for r in replies],
                           checklist=mail.checklist(mail.at_least(review, self.cfg.min_severity), self.rules_by_id))
         _hook("after-record")
@@ -515,6 +519,11 @@ def status(cfg: BotConfig, out=None) -> int:
                 cmp = json.loads(row["comparison"])
                 line += (f"; since v{cmp['revision']}: {len(cmp['resolved'])} resolved, "
                          f"{len(cmp['remaining'])} remaining, {len(cmp['new'])} new")
+            unparsed = [f["message"] for f in findings if f["rule"] == UNPARSED]
+            if unparsed:
+                line += "; " + "; ".join(unparsed)
+            if row["error"]:  # messages of its thread left out
+                line += f"; {row['error']}"
             print(line, file=out)
         stuck = st.rows("SELECT d.*, s.subject FROM deliveries d JOIN series s ON s.id = d.series_id "
                         "WHERE d.status IN ('sending', 'failed') ORDER BY d.id")

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from reviewer import __version__
-from reviewer.errors import EXIT_CLEAN, EXIT_FINDINGS, EXIT_INPUT, InputError
+from reviewer.errors import EXIT_CLEAN, EXIT_FINDINGS, EXIT_INPUT, EXIT_INTERNAL, BrokenPack, InputError
 
 FORMATS = ("text", "json", "checkpatch", "b4-check", "markdown", "email")
 FAIL_ON = ("info", "warning", "error", "never")
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kvm-review", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Review KVM x86 patch series for CPUID adjustments and new rejections of userspace input.")
-    parser.add_argument("--version", action="version", version=f"kvm-review {__version__}")
+    parser.add_argument("--version", action="store_true", help="print the version and the rules loaded, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     review = sub.add_parser("review", help="review a series (mbox, patches, git range, Message-ID, lore URL)",
@@ -86,7 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def version() -> str:
+    """The version, and how many rules the built-in pack holds (loading it
+    checks it: a broken installation fails here, exit 3)."""
+    from reviewer import rules
+
+    return f"kvm-review {__version__} ({len(rules.builtin()[0])} built-in rules)"
+
+
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "version", False):
+        print(version())
+        return EXIT_CLEAN
     if args.command == "review":
         from reviewer import commands
         return commands.review(args)
@@ -121,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"kvm-review: error: {exc}", file=sys.stderr)
         return exc.exit_status
+    except BrokenPack as exc:
+        print(f"kvm-review: internal error: {exc} (reinstall kvm-review; please report)", file=sys.stderr)
+        return EXIT_INTERNAL
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -128,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line, never a traceback for the user
         print(f"kvm-review: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "
               "(please report)", file=sys.stderr)
-        return 3
+        return EXIT_INTERNAL
 
 
 __all__ = ["main", "EXIT_FINDINGS"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +73,8 @@ def load(explicit: str | None = None, cwd: str | None = None) -> Config:
     path = _toml_path(explicit)
     source = "git config"
     if path is not None:
+        import tomllib  # only for a config file: most runs have none
+
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

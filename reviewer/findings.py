@@ -8,6 +8,8 @@ SEVERITIES = ("info", "warning", "error")
 CATEGORIES = ("cpuid-adjust", "userspace-reject", "uapi", "docs", "selftests", "changelog", "process")
 # the categories whose findings are ABI changes
 ABI_CATEGORIES = ("cpuid-adjust", "userspace-reject", "uapi")
+# not a rule: the engine's own finding for a patch whose diff could not be read
+UNPARSED = "patch-unparsed"
 
 
 def severity_rank(severity: str) -> int:

@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from pathlib import Path
 
-from reviewer import __version__
-from reviewer.findings import Finding, severity_rank
+from reviewer import __version__, pack
+from reviewer.findings import UNPARSED, Finding, severity_rank
 from reviewer.pipeline import Review
 from reviewer.series import Patch
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 WIDTH = 72
 MAX_QUOTED = 900  # a quoted line longer than this is cut (SMTP allows 998)
 MBOX_POLICY = policy.default.clone(linesep="\n", max_line_length=78)
@@ -87,10 +85,10 @@ def wrap(text: str, indent: str = "") -> str:
 
 
 def _environment(user_dir: str | None):
-    from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined
+    from jinja2 import ChoiceLoader, FileSystemLoader, FunctionLoader, StrictUndefined
     from jinja2.sandbox import SandboxedEnvironment
 
-    loaders = ([FileSystemLoader(user_dir)] if user_dir else []) + [FileSystemLoader(str(TEMPLATES))]
+    loaders = ([FileSystemLoader(user_dir)] if user_dir else []) + [FunctionLoader(pack.template)]
     env = SandboxedEnvironment(loader=ChoiceLoader(loaders), trim_blocks=True, lstrip_blocks=True,
                                keep_trailing_newline=True, autoescape=False, undefined=StrictUndefined)
     env.filters["wrap"] = wrap
@@ -143,9 +141,10 @@ def checklist(review: Review, rules_by_id: dict) -> list[dict]:
 
 
 def at_least(review: Review, min_severity: str) -> Review:
-    """The review cut to the findings a reply shows: ``min_severity`` and up."""
+    """The review cut to the findings a reply shows: ``min_severity`` and up,
+    but for a patch we could not read (the report and the bot's record carry it)."""
     return Review(review.series, [f for f in review.findings
-                                  if severity_rank(f.severity) >= severity_rank(min_severity)])
+                                  if severity_rank(f.severity) >= severity_rank(min_severity) and f.rule != UNPARSED])
 
 
 def _item(f: Finding, rules_by_id: dict) -> dict:

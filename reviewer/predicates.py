@@ -12,13 +12,18 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from reviewer.findings import ABI_CATEGORIES, Finding, severity_rank
 from reviewer.series import Hunk, Patch, Series
 
-if TYPE_CHECKING:
-    from reviewer.rules import Matcher
+
+class Matcher(Protocol):
+    """What a line predicate may ask of the rule that names it (the rule's
+    matcher, :class:`reviewer.rules.Matcher`, has this and more)."""
+
+    def function_matches(self, name: str | None) -> bool: ...
+
 
 LOOKBACK = 10
 _NOT_HOST = re.compile(r"!\s*(?:\w+(?:->|\.))?host(?:_initiated)?\b")

@@ -8,15 +8,17 @@ rules carry a ``[rule.match]`` table; series rules name a predicate from
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
+import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reviewer.errors import InputError
+from reviewer import __version__, pack, predicates
+from reviewer.errors import BrokenPack, InputError
 from reviewer.findings import CATEGORIES, SEVERITIES
 
-BUILTIN_RULES = Path(__file__).resolve().parent.parent / "rules"
 SIDES = ("added", "removed", "modified", "any")
 MAX_PATTERN = 500
 MAX_REPEAT = 10  # a repeat up to this many times is not "unbounded"
@@ -141,7 +143,11 @@ def _backtracks(items, inside_repeat: bool = False) -> bool:
     return False
 
 
-def compile_pattern(text: str, where: str) -> re.Pattern:
+def compile_pattern(text: str, where: str, check: bool = True) -> re.Pattern:
+    """``text`` compiled; with ``check``, refused when too long, bad, or
+    shaped to backtrack (a pack checked before, cached, skips the checks)."""
+    if not check:
+        return re.compile(text)
     if len(text) > MAX_PATTERN:
         raise InputError(f"{where}: pattern longer than {MAX_PATTERN} characters")
     try:
@@ -185,14 +191,12 @@ def _known_keys(table: dict, keys: tuple[str, ...], where: str) -> None:
         raise InputError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(keys)})")
 
 
-def _matcher(table: dict, where: str) -> Matcher:
-    from reviewer import predicates
-
+def _matcher(table: dict, where: str, check: bool = True) -> Matcher:
     _known_keys(table, MATCH_KEYS, f"{where}: [rule.match]")
     side = _choice(table, "side", SIDES, where)
     functions = _strings(table, "functions", where)
     names = [f for f in functions if not f.startswith("re:")]
-    regexes = [compile_pattern(f[3:], where) for f in functions if f.startswith("re:")]
+    regexes = [compile_pattern(f[3:], where, check) for f in functions if f.startswith("re:")]
     preds = _strings(table, "predicates", where)
     for name in preds:
         if name not in predicates.LINE_PREDICATES:
@@ -206,12 +210,12 @@ def _matcher(table: dict, where: str) -> Matcher:
         function_regexes=regexes,
         exclude_functions=_strings(table, "exclude_functions", where),
         side=side,
-        patterns=[compile_pattern(p, where) for p in _strings(table, "patterns", where)],
-        exclude_patterns=[compile_pattern(p, where) for p in _strings(table, "exclude_patterns", where)],
+        patterns=[compile_pattern(p, where, check) for p in _strings(table, "patterns", where)],
+        exclude_patterns=[compile_pattern(p, where, check) for p in _strings(table, "exclude_patterns", where)],
         predicates=preds,
-        followed_by=[compile_pattern(p, where) for p in _strings(table, "followed_by", where)],
+        followed_by=[compile_pattern(p, where, check) for p in _strings(table, "followed_by", where)],
         followed_by_kind=_choice(table, "followed_by_kind", ("any", "context", "changed"), where),
-        within=[compile_pattern(p, where) for p in _strings(table, "within", where)],
+        within=[compile_pattern(p, where, check) for p in _strings(table, "within", where)],
         reachable_from=_strings(table, "reachable_from", where),
         reach_via=_choice(table, "reach_via", ("any", "result"), where),
         writes=_choice(table, "writes", WRITES, where) if "writes" in table else None,
@@ -221,9 +225,7 @@ def _matcher(table: dict, where: str) -> Matcher:
 REQUIRED = ("id", "title", "category", "severity", "message", "why", "references")
 
 
-def _rule(table: dict, source: str) -> Rule:
-    from reviewer import predicates
-
+def _rule(table: dict, source: str, check: bool = True) -> Rule:
     where = f"{source}: rule {table.get('id', '?')}"
     _known_keys(table, RULE_KEYS, where)
     for key in REQUIRED:
@@ -252,7 +254,7 @@ def _rule(table: dict, source: str) -> Rule:
         older_names=table.get("older_names", {}),
     )
     if "match" in table:
-        rule.matcher = _matcher(table["match"], where)
+        rule.matcher = _matcher(table["match"], where, check)
     elif "predicate" in table:
         if table["predicate"] not in predicates.SERIES_PREDICATES:
             raise InputError(f"{where}: unknown predicate {table['predicate']!r}")
@@ -263,29 +265,116 @@ def _rule(table: dict, source: str) -> Rule:
     return rule
 
 
-def load(extra_dirs: list[str] = (), disabled: list[str] = ()) -> RuleSet:
-    """The built-in rules, plus the user's, minus the disabled ones."""
-    files = sorted(BUILTIN_RULES.glob("*.toml"))
-    for directory in extra_dirs:
-        path = Path(directory)
-        if not path.is_dir():
-            raise InputError(f"{directory}: --rules needs a directory of .toml files")
-        files += sorted(path.glob("*.toml"))
+def _toml(where: str, text: str) -> dict:
+    import tomllib  # here: a cached pack needs no TOML parser
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{where}: cannot load rule file: {exc}") from None
+
+
+def _parse_file(where: str, data: dict, check: bool = True) -> tuple[list[Rule], list[re.Pattern]]:
+    ack = [compile_pattern(p, where, check) for p in _strings(data, "acknowledge_patterns", where)]
+    return [_rule(table, where, check) for table in data.get("rule", [])], ack
+
+
+def _user_files(directory: str) -> list[tuple[str, str]]:
+    path = Path(directory)
+    if not path.is_dir():
+        raise InputError(f"{directory}: --rules needs a directory of .toml files")
+    out = []
+    for f in sorted(path.glob("*.toml")):
+        try:
+            out.append((str(f), f.read_text(encoding="utf-8")))
+        except (UnicodeDecodeError, OSError) as exc:
+            raise InputError(f"{f}: cannot load rule file: {exc}") from None
+    return out
+
+
+CACHE_FORMAT = 1
+
+
+def _cache_path() -> Path:
+    home = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(home) / "kvm-review" / "builtin-rules.json"
+
+
+def _cache_key(files: list[tuple[str, str]]) -> str:
+    digest = hashlib.sha256(f"{CACHE_FORMAT} {__version__}".encode())
+    for where, text in files:
+        digest.update(b"\0" + where.encode() + b"\0" + text.encode())
+    return digest.hexdigest()
+
+
+def _cached(key: str) -> list[dict] | None:
+    """The built-in pack's tables as checked by an earlier run, if the files
+    are the same (``key``); a cache that cannot be read is no cache."""
+    try:
+        cached = json.loads(_cache_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return cached["tables"] if isinstance(cached, dict) and cached.get("key") == key else None
+
+
+def _remember(key: str, tables: list[dict]) -> None:
+    path = _cache_path()
+    try:
+        text = json.dumps({"key": key, "tables": tables})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)  # whole or not at all, whoever writes at the same time
+    except (OSError, TypeError, ValueError):
+        pass  # no cache: the next run checks the pack again
+
+
+def builtin() -> tuple[list[Rule], list[re.Pattern]]:
+    """The built-in pack, checked: a file that does not load, or a pack
+    without a rule, is a broken installation (:class:`BrokenPack`). The
+    parsed, checked files are cached (``~/.cache/kvm-review``) by their
+    content: the next run skips parsing TOML and checking patterns."""
+    files = pack.rule_files()
+    key = _cache_key(files)
+    tables = _cached(key)
+    check = tables is None
     rules: list[Rule] = []
     ack: list[re.Pattern] = []
+    try:
+        if tables is None:
+            tables = [_toml(where, text) for where, text in files]
+        for (where, _text), data in zip(files, tables):
+            found, patterns = _parse_file(where, data, check)
+            rules += found
+            ack += patterns
+        if not rules:
+            raise BrokenPack(f"no rules in {pack.root() / 'rules'}")
+        _unique(rules)
+    except InputError as exc:
+        raise BrokenPack(str(exc)) from None
+    if check:
+        _remember(key, tables)
+    return rules, ack
+
+
+def _unique(rules: list[Rule]) -> set[str]:
     seen: set[str] = set()
-    for path in files:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
-            raise InputError(f"{path}: cannot load rule file: {exc}") from None
-        ack += [compile_pattern(p, str(path)) for p in _strings(data, "acknowledge_patterns", str(path))]
-        for table in data.get("rule", []):
-            rule = _rule(table, str(path))
-            if rule.id in seen:
-                raise InputError(f"{path}: duplicate rule id {rule.id!r}")
-            seen.add(rule.id)
-            rules.append(rule)
+    for rule in rules:
+        if rule.id in seen:
+            raise InputError(f"{rule.source}: duplicate rule id {rule.id!r}")
+        seen.add(rule.id)
+    return seen
+
+
+def load(extra_dirs: list[str] = (), disabled: list[str] = ()) -> RuleSet:
+    """The built-in rules, plus the user's, minus the disabled ones."""
+    rules, ack = builtin()
+    for directory in extra_dirs:
+        for where, text in _user_files(directory):
+            found, patterns = _parse_file(where, _toml(where, text))
+            rules += found
+            ack += patterns
+    seen = _unique(rules)
     unknown = set(disabled) - seen
     if unknown:
         raise InputError(f"--disable: no rule with id {sorted(unknown)[0]!r}")

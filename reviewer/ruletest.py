@@ -21,7 +21,11 @@ def example_series(text: str) -> series.Series:
 
 
 def fired(rule: Rule, rules: RuleSet, text: str) -> bool:
-    found = analysis.analyze(example_series(text), rules)
+    model = example_series(text)
+    broken = next((p.problem for p in model.patches if p.problem), None)
+    if broken:  # an example must be read whole, or it proves nothing
+        raise InputError(broken)
+    found = analysis.analyze(model, rules)
     return any(f.rule == rule.id for f in found)
 
 

@@ -11,8 +11,6 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import unidiff
-
 from reviewer import ccontext
 
 if TYPE_CHECKING:  # the model does not need b4 loaded to exist
@@ -122,6 +120,7 @@ class Patch:
     trailers: list[tuple[str, str]]
     files: list[FileDiff]
     mail: Mail = field(repr=False)
+    problem: str | None = None  # why its diff could not be read (then ``files`` is empty)
 
     def trailer_values(self, name: str) -> list[str]:
         return [v for n, v in self.trailers if n.lower() == name.lower()]
@@ -179,17 +178,27 @@ def _strip_prefix(path: str | None) -> str | None:
     return path[2:] if path[:2] in ("a/", "b/") else path
 
 
+class MalformedDiff(InputError):
+    """A diff that does not parse: ``problem`` says how, in at most a line."""
+
+    def __init__(self, where: str, problem: str):
+        super().__init__(f"{where}: {problem}")
+        self.problem = problem
+
+
 def parse_diff(text: str, where: str) -> list[FileDiff]:
     """Parse a unified diff; ``where`` names the patch in error messages."""
     if not text.strip():
         return []
+    import unidiff  # here: rules and --version need the model's types, not the parser
+
     try:
         patchset = unidiff.PatchSet(text)
     except unidiff.UnidiffParseError as exc:
         detail = " ".join(str(exc).split())  # it quotes the bad line: keep it short
         if len(detail) > MAX_DETAIL:
             detail = detail[:MAX_DETAIL - 3] + "..."
-        raise InputError(f"{where}: malformed diff: {detail}") from None
+        raise MalformedDiff(where, f"malformed diff: {detail}") from None
     return [_file_diff(pfile) for pfile in patchset]
 
 
@@ -236,8 +245,18 @@ def assign_functions(hunk: Hunk, renames: dict[str, str] | None = None) -> None:
         renames.update(ccontext.definition_renames([(ln.kind, ln.text) for ln in hunk.lines]))
 
 
+def _diff(index: int, mail: Mail) -> tuple[list[FileDiff], str | None]:
+    """The patch's parsed diff, or why it has none we can read."""
+    if mail.problem:
+        return [], mail.problem
+    try:
+        return parse_diff(diff_text(mail.basement), f"patch {index} ({mail.msgid})"), None
+    except MalformedDiff as exc:
+        return [], exc.problem
+
+
 def _patch(index: int, mail: Mail) -> Patch:
-    where = f"patch {index} ({mail.msgid})"
+    files, problem = _diff(index, mail)
     return Patch(
         index=index,
         subject=mail.subject,
@@ -248,8 +267,9 @@ def _patch(index: int, mail: Mail) -> Patch:
         message_id=mail.msgid,
         message=mail.message,
         trailers=mail.trailers + mail.followup_trailers,
-        files=parse_diff(diff_text(mail.basement), where),
+        files=files,
         mail=mail,
+        problem=problem,
     )
 
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
+from reviewer import limits
 from reviewer.errors import InputError
 
-MAX_INPUT_BYTES = 256 * 1024 * 1024
 _MBOX_FROM = re.compile(rb"^From [^\n]*\n", re.M)
 _MSGID_RE = re.compile(r"^<?([^<>\s@/]+@[^<>\s/]+)>?$")
 _URL_RE = re.compile(r"^https?://[^/]+/(?:[^/]+/)*?([^/@]+@[^/]+?)/?(?:[a-zA-Z0-9.]*)?$")
@@ -66,13 +66,16 @@ def _messages(data: bytes, name: str) -> list[EmailMessage]:
 
     if not data.strip():
         raise InputError(f"{name}: empty input")
-    if len(data) > MAX_INPUT_BYTES:
-        raise InputError(f"{name}: input larger than {MAX_INPUT_BYTES >> 20} MiB")
+    if len(data) > limits.MAX_INPUT_BYTES:
+        raise InputError(f"{name}: input larger than {limits.MAX_INPUT_BYTES >> 20} MiB")
     msgs = []
-    for raw in split_mbox(data):
+    for n, raw in enumerate(split_mbox(data), 1):
         head = raw.lstrip(b"\r\n")[:1000]
         if not _HEADER_RE.match(head):
             raise InputError(f"{name}: not a mail or mbox (no headers at the start of a message)")
+        problem = limits.problem(raw)
+        if problem:
+            raise InputError(f"{name}: message {n}: {problem}")
         msg = b4glue.parse_bytes(raw)
         if msg.defects and not msg.keys():
             raise InputError(f"{name}: cannot parse mail headers")

@@ -49,8 +49,11 @@ _RULE = re.compile(r"/rule-(?P<id>" + _RULE_ID.pattern + r")\.html")
 
 
 def templates_dir() -> Path:
-    """Where the page templates live: the one place that knows."""
-    return Path(__file__).resolve().parent.parent / "templates" / "web"
+    """Where the page templates live (the built-in pack's templates/web/):
+    the one place that knows."""
+    from reviewer import pack
+
+    return Path(str(pack.root() / "templates" / "web"))
 
 
 @dataclass

@@ -72,6 +72,12 @@ def test_bad_input(name, capsys):
         assert report["findings"] == json.loads(plain)["findings"]
     if "findings" in want:
         assert [_summary(f) for f in report["findings"]] == want["findings"]
+    if "unparsed" in want:
+        assert [f["message"] for f in report["findings"] if f["rule"] == "patch-unparsed"] == want["unparsed"]
+        assert all(f["category"] == "process" and f["severity"] == "error" and f["file"] is None
+                   for f in report["findings"] if f["rule"] == "patch-unparsed")
+    else:
+        assert "patch-unparsed" not in {f["rule"] for f in report["findings"]}
     if "patches" in want:
         assert report["series"]["patches"] == want["patches"]
     if "complete" in want:

@@ -55,6 +55,12 @@ def test_linearity_is_a_straight_line_in_changed_lines():
     assert run.linearity([row(10, 0.15), row(100, 0.375)])["linear"] is None
 
 
+def test_one_patch_beside_the_bare_interpreter():
+    fig = run.one_patch({"median_s": 0.16}, {"median_s": 0.02})
+    assert fig == {"review_s": 0.16, "bare_s": 0.02, "ratio": pytest.approx(8.0),
+                   "over_bare_s": pytest.approx(0.14)}
+
+
 def test_compare_says_how_each_figure_moved():
     old = {"commit": "abc1234", "when": "2026-11-25T21:30:31+0000", "startup": {"median_s": 0.035},
            "inputs": [row(10, 0.28), row(500, 1.70)], "per_patch": {"kvm_review": {"ms_per_patch": 2.9}}}
@@ -89,5 +95,7 @@ def test_quick_run_writes_its_figures(tmp_path):
     assert set(doc["floor"]) == {"python", "python + b4", "python + b4 + kvm index"}
     assert doc["per_patch"]["kvm_review"]["ms_per_patch"] > 0
     assert doc["checks"][">= 10x faster than checkpatch per patch"] is None  # --quick: no checkpatch
+    assert set(doc["one_patch"]) == {"review_s", "bare_s", "ratio", "over_bare_s"}
+    assert "one patch (02-add-adjustment.mbox): " in proc.stdout
     assert doc["checks"]["linear in changed lines"] is None  # two sizes: nothing to judge
     assert "per patch (least squares over the sizes)" in proc.stdout

@@ -54,21 +54,44 @@ def orphan_patch() -> bytes:
     return b"From git@z Thu Jan  1 00:00:00 1970\n" + b"\n".join(lines) + b"\n\n" + rest + b"\n"
 
 
-def test_malformed_series_failed_once_others_reviewed(lore_server, smtp, tmp_path, capsys):  # noqa: F811
+def nested_reply(depth: int = 40) -> bytes:
+    """A reply in sample 05's thread whose MIME parts nest ``depth`` deep."""
+    head = (b"From git@z Thu Jan  1 00:00:00 1970\nFrom: Mallory <mallory@example.net>\n"
+            b"To: kvm@vger.kernel.org\nSubject: Re: [PATCH] KVM: x86: nested\n"
+            b"Date: Tue, 22 Oct 2024 09:00:00 +0900\nMessage-ID: <nested-1@example.net>\n"
+            b"In-Reply-To: <20241022011534.553190-1-hwang.jiho@example.com>\n"
+            b"References: <20241022011534.553190-1-hwang.jiho@example.com>\nMIME-Version: 1.0\n")
+    inner = b"".join(b'Content-Type: multipart/mixed; boundary="n%d"\n\n--n%d\n' % (i, i) for i in range(depth))
+    return (head + inner + b"Content-Type: text/plain\n\nhello\n"
+            + b"".join(b"--n%d--\n" % i for i in reversed(range(depth))) + b"\n")
+
+
+def test_unreadable_input_recorded_once_others_reviewed(lore_server, smtp, tmp_path, capsys):  # noqa: F811
+    """A series with one patch that cannot be parsed is reviewed, replied to
+    on its good patches, its bad one recorded; a patch alone that cannot be
+    parsed likewise (nothing to reply to); a mail over the MIME limits is left
+    out of its thread and recorded; a thread that cannot be fetched fails."""
     sink, port = smtp
-    lore_server.import_mbox(sample_bytes("04-check-cpuid-einval.mbox", "05-enable-cap-reject.mbox")
+    lore_server.import_mbox((BAD / "series-malformed-patch.mbox").read_bytes().rstrip(b"\n") + b"\n\n"
+                            + sample_bytes("05-enable-cap-reject.mbox")
                             + (BAD / "truncated-hunk.mbox").read_bytes().rstrip(b"\n") + b"\n\n" + orphan_patch())
+    lore_server.deliver(nested_reply())
     lore_server.start()
     cfg = config(tmp_path, lore_server.base, port)
     assert run_bot(cfg) == 0
     err = capsys.readouterr().err
     failed = [ln for ln in err.splitlines() if " failed v" in ln]
-    assert len(failed) == 2, err
-    assert any("20241119130352.88213-1-r.lindqvist@example.org" in ln
-               and ln.endswith("malformed diff: Hunk is shorter than expected") for ln in failed)
-    assert any("<never-arrived-1@example.org>: cannot fetch never-arrived-1@example.org" in ln for ln in failed)
+    assert len(failed) == 1, err
+    assert "<never-arrived-1@example.org>: cannot fetch never-arrived-1@example.org" in failed[0]
+    assert "kvm-review bot: thread of <20241022011534.553190-1-hwang.jiho@example.com>: message 2 skipped: " \
+           "MIME parts nested deeper than 16 levels" in err.splitlines()
     assert "Traceback" not in err
-    assert GOOD <= set(sink.in_reply_to())
+    # the good patches of 04 (cover letter, patch 1) and 05 answered; not 04's patch 2, nor the lone bad patch
+    replied = set(sink.in_reply_to())
+    assert GOOD <= replied
+    assert "20250114112010.1207335-2-priya.raman@example.com" in replied
+    assert not {"20250114112011.1207335-3-priya.raman@example.com",
+                "20241119130352.88213-1-r.lindqvist@example.org"} & replied
     sent = sink.msgids()
     # not retried: a second run fetches nothing, logs nothing, sends nothing
     assert run_bot(cfg) == 0
@@ -77,8 +100,11 @@ def test_malformed_series_failed_once_others_reviewed(lore_server, smtp, tmp_pat
     assert sink.msgids() == sent
     assert run_bot(cfg, "status") == 0
     out = capsys.readouterr().out
-    assert "series: failed 2, reviewed 2" in out
-    assert "  failed: v1 " in out and "malformed diff: Hunk is shorter than expected" in out
+    assert "series: failed 1, reviewed 3" in out
+    assert "patch 2 could not be parsed: malformed diff: Hunk diff line expected: @@ -213,6 +235,8 @@ int main(void)" \
+        in out
+    assert "patch 1 could not be parsed: malformed diff: Hunk is shorter than expected" in out
+    assert "message 2 skipped: MIME parts nested deeper than 16 levels" in out
     no_secret(err, again, out)
 
 

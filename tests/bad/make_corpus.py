@@ -81,6 +81,9 @@ def corpus() -> dict[str, bytes]:
     files["wrong-counts.mbox"] = ENVELOPE + s02.replace(b"@@ -355,12 +355,42 @@", b"@@ -355,12 +355,52 @@")
     # a patch subject, a changelog, but no diff at all
     files["no-diff.mbox"] = ENVELOPE + s02[:s02.index(b"\n---\n") + 1]
+    # a mail, but not a patch: no [PATCH] in the subject, no diff
+    files["not-a-patch.mbox"] = ENVELOPE + with_header(head02, b"Subject", b"KVM: x86: a question about XCR0") \
+        + b"\nDoes KVM still clear AVX-512 when XCR0 cannot enable it?\n"
     # a hunk line that is none of ' ', '+', '-', '\'
     files["garbage-in-hunk.mbox"] = ENVELOPE + s02.replace(b"\n \tbool allow_gbpages;\n",
                                                            b"\n*\tbool allow_gbpages;\n")
@@ -150,6 +153,16 @@ def corpus() -> dict[str, bytes]:
     # a series cut inside the headers of its last message
     files["truncated-series.mbox"] = s04[:s04.index(b"Subject: [PATCH 2/2]")]
     files["series-3-of-2.mbox"] = s04.replace(b"Subject: [PATCH 2/2]", b"Subject: [PATCH 3/2]")
+    # one patch of the series cannot be read: the rest is reviewed, that one is an error finding
+    two = s04.index(b"Subject: [PATCH 2/2]")
+    head04, patch2 = s04[:two], s04[two:]
+    files["series-malformed-patch.mbox"] = head04 + patch2.replace(b"@@ -173,6 +173,28 @@", b"@@ -173,6 +173,38 @@")
+    diff2 = patch2.index(b"\ndiff --git")
+    files["series-no-diff-patch.mbox"] = head04 + patch2[:diff2 + 1] + patch2[patch2.index(b"\n-- \n") + 1:]
+    head2, _, body2 = patch2.partition(b"\n\n")
+    files["series-bad-base64-patch.mbox"] = (head04 + head2.replace(b"Content-Transfer-Encoding: 8bit",
+                                                                   b"Content-Transfer-Encoding: base64")
+                                             + b"\n\n" + b"!!!! this is not base64 @@@@\n" * 3 + b"\n")
 
     # two different patches under one Message-ID
     msgid = b"<20250114112010.1207335-2-priya.raman@example.com>"
@@ -187,6 +200,28 @@ def corpus() -> dict[str, bytes]:
     # NUL bytes and control characters in headers and body
     nul = with_header(head02, b"Subject", b"[PATCH] KVM: x86: \x00Clear\x1b[31m AVX-512")
     files["nul-bytes.mbox"] = ENVELOPE + nul + b"\n" + body02.replace(b"crypto self-tests.", b"crypto\x00 self-tests.")
+
+    # MIME structure over the limits (reviewer/limits.py), refused before parsing
+    mime_head = re.sub(rb"(?m)^Content-(Type|Transfer-Encoding): .*\n", b"", head02)
+    nested = [mime_head]
+    for i in range(3000):
+        nested.append(b'Content-Type: multipart/mixed; boundary="n%d"\n\n--n%d\n' % (i, i))
+    nested.append(b'Content-Type: text/plain; charset="utf-8"\n\n' + body02)
+    nested += [b"--n%d--\n" % i for i in reversed(range(3000))]
+    files["nested-mime.mbox"] = ENVELOPE + b"".join(nested)
+    rfc822 = [mime_head] + [b"Content-Type: message/rfc822\n\nSubject: inner %d\n" % i for i in range(100)]
+    files["nested-rfc822.mbox"] = ENVELOPE + b"".join(rfc822) + b"Content-Type: text/plain\n\n" + body02
+    parts = [mime_head, b'Content-Type: multipart/mixed; boundary="p"\n\n']
+    parts += [b"--p\nContent-Type: text/plain\n\npart %d\n" % i for i in range(300)]
+    files["many-parts.mbox"] = ENVELOPE + b"".join(parts) + b"--p--\n"
+    files["many-headers.mbox"] = ENVELOPE + head02 + b"".join(b"X-Filler-%d: x\n" % i for i in range(1000)) \
+        + b"\n" + body02
+    # within the limits: the patch as an attachment next to a note, in multipart/mixed
+    files["multipart-attachment.mbox"] = (ENVELOPE + mime_head + b'Content-Type: multipart/mixed; boundary="a"\n\n'
+                                          b"--a\nContent-Type: text/plain\n\nThe patch is attached.\n"
+                                          b'--a\nContent-Type: text/x-patch; charset="utf-8"\n'
+                                          b"Content-Disposition: attachment; filename=p.patch\n\n"
+                                          + body02 + b"--a--\n")
     return files
 
 
