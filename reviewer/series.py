@@ -220,10 +220,10 @@ def _hunk(uhunk) -> Hunk:
               f" +{uhunk.target_start},{uhunk.target_length} @@")
     if uhunk.section_header:
         header += " " + uhunk.section_header
-    lines = [
-        DiffLine(line.line_type, line.value.rstrip("\n"), line.source_line_no, line.target_line_no)
+    lines = [  # unidiff's "" is a blank context line whose space a mailer stripped
+        DiffLine(line.line_type or " ", line.value.rstrip("\n"), line.source_line_no, line.target_line_no)
         for line in uhunk
-        if line.line_type in "+- "
+        if line.line_type in ("+", "-", " ", "")
     ]
     return Hunk(header, uhunk.section_header, uhunk.source_start, uhunk.target_start, lines)
 

@@ -26,7 +26,7 @@ HOSTILE_SUBJECT = "<script>alert(1)</script> \"><img src=x onerror=alert(2)>"
 HOSTILE_NAME = "\"><img src=x onerror=alert(4)>"
 HOSTILE_EXCERPT = "/* </pre><script>alert(3)</script> */"
 HOSTILE_MSGID = "hostile-1@example.org"
-BROKEN_MSGID = "broken-1@example.org"
+BROKEN_MSGID = "never-arrived-1@example.org"  # the cover the orphan replies to
 SAMPLES = ["01-sgx-xcr0-abi.mbox", "02-add-adjustment.mbox", "03-remove-adjustment.mbox",
            "05-enable-cap-reject.mbox", "06-advertise-feature.mbox", "07-runtime-refactor.mbox",
            "08-not-kvm.mbox", "09-v1-v2-thread.mbox"]
@@ -47,13 +47,16 @@ def hostile() -> bytes:
 
 
 def broken() -> bytes:
-    """Sample 03 with a hunk cut short: the bot records it as failed."""
+    """Sample 03 as patch 2/2 of a series whose cover and patch 1 never
+    reached the list (no Message-ID of its own): its thread cannot be
+    fetched, so the bot records it as failed."""
     raw = sample_bytes("03-remove-adjustment.mbox").decode()
-    msgid = re.search(r"Message-I[dD]: <([^>]+)>", raw)[1]
-    raw = raw.replace(f"<{msgid}>", f"<{BROKEN_MSGID}>")
-    raw = re.sub(r"Subject: .*\n(?: .*\n)*", "Subject: [PATCH] KVM: x86: a hunk cut short\n", raw, count=1)
-    return re.sub(r"@@ -(\d+),(\d+) \+(\d+),(\d+) @@", lambda m: f"@@ -{m[1]},{int(m[2]) + 5} +{m[3]},"
-                  f"{int(m[4]) + 5} @@", raw, count=1).encode()
+    head, _, body = raw.partition("\n\n")
+    kept = [ln for ln in re.split(r"\n(?![ \t])", head)
+            if not ln.lower().startswith(("message-id:", "subject:", "in-reply-to:", "references:"))]
+    kept += ["Subject: [PATCH 2/2] KVM: x86: an orphaned second half",
+             f"In-Reply-To: <{BROKEN_MSGID}>", f"References: <{BROKEN_MSGID}>"]
+    return ("\n".join(kept) + "\n\n" + body).encode()
 
 
 @dataclass
