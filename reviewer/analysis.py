@@ -56,25 +56,33 @@ class Scope:
 
     def _table_facts(self) -> tuple:
         """(functions writing the table after the series, before it, defined
-        by the series, called by its added lines), from the series' hunks."""
+        by the series, called by its added lines), from the series' hunks.
+        Only hunks that name a CPUID register or entry helper can write; of
+        the added calls, only those of a helper the series defines count."""
         if self._writers is None:
             after, before, defined, called = set(), set(), set(), set()
+            added_text = []
             for fdiff in (f for p in (self.series.patches if self.series else []) for f in p.files):
                 if not fdiff.path.endswith((".c", ".h")):
                     continue
                 for hunk in fdiff.hunks:
-                    for side, into in (("+", after), ("-", before)):
-                        lines = [ln for ln in hunk.lines if ln.kind in (" ", side)]
-                        for function, group in groupby(lines, key=lambda ln: ln.function):
-                            if function and cpuidtable.writes_in([ln.text[:MAX_LINE] for ln in group]):
-                                into.add(function)
-                    for ln in hunk.lines:
+                    texts = [ln.text[:MAX_LINE] for ln in hunk.lines]
+                    if any(w in t for t in texts for w in _TABLE_WORDS):
+                        for side, into in (("+", after), ("-", before)):
+                            lines = [(ln.function, t) for ln, t in zip(hunk.lines, texts) if ln.kind in (" ", side)]
+                            for function, group in groupby(lines, key=lambda pair: pair[0]):
+                                if function and cpuidtable.writes_in([t for _, t in group]):
+                                    into.add(function)
+                    for ln, text in zip(hunk.lines, texts):
                         if ln.added:
-                            name = ccontext.definition_name(ln.text)
+                            name = ccontext.definition_name(text) if text[:1].isalpha() or text[:1] == "_" else None
                             if name:
                                 defined.add(name)
                             else:
-                                called.update(cpuidtable.called(ln.text[:MAX_LINE]))
+                                added_text.append(text)
+            helpers = defined & (after | before)
+            if helpers:
+                called = {n for text in added_text for n in cpuidtable.called(text) if n in helpers}
             self._writers = (after, before, defined, called)
         return self._writers
 
@@ -152,9 +160,8 @@ class Scope:
         return [e for _, e in sorted(ranked)]
 
     def path(self, function: str | None, globs: tuple[str, ...], via: str) -> list[str] | None:
-        """A short path to ``function`` from a preferred entry, for a
-        finding's why: the shortest of all when it starts at one, else the
-        one from the first preferred entry."""
+        """The shortest path to ``function`` from the first preferred entry,
+        for a finding's why."""
         key = ("path", function, globs, via)
         if key not in self._entries:
             self._entries[key] = self._path(function, globs, via)
@@ -164,11 +171,7 @@ class Scope:
         entries = self.reached(function, globs, via)
         if not entries:
             return None
-        model = self.base() if self.base().known(function) and function in self.base().index.position else self.model()
-        shortest = model.path(function, via)
-        if shortest and entry_rank(shortest[0], globs) == entry_rank(entries[0], globs):
-            return shortest
-        return model.path(function, via, entries[0]) or self.model().path(function, via, entries[0])
+        return self.model().path_from(function, via, entries[0])
 
 
 def entry_rank(entry: str, globs: tuple[str, ...]) -> int | None:

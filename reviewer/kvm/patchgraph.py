@@ -44,7 +44,7 @@ def added_calls(series: Series, calls_in) -> list[tuple[str, str, bool]]:
             for hunk in fdiff.hunks:
                 for i in hunk.changed:
                     line = hunk.lines[i]
-                    if not line.added or line.function is None or in_new_case(hunk, i):
+                    if not line.added or line.function is None or "(" not in line.text or in_new_case(hunk, i):
                         continue
                     scan = calls_in if _INDIRECT.search(line.text) else _plain_calls
                     edges += [(line.function, callee, used) for callee, used in scan(line.text)]

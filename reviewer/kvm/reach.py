@@ -205,6 +205,43 @@ class Model:
         chain[-1] = func
         return [start, dispatcher, *chain]
 
+    def path_from(self, func: str, via: str, entry: str) -> list[str] | None:
+        """A shortest path from ``entry`` to ``func`` (entry name first), read off one
+        breadth-first walk from the entry that serves every function it reaches: the
+        cheap way to name paths for many functions from a few entries."""
+        key = ("tree", entry, via)
+        if key not in self.cache:
+            parent: dict[str, str | None] = {}
+            level = []
+            names = self.index.names
+            for dispatcher, code in sorted(self.index.entries.get(entry, []), key=lambda p: (names[p[0]], p[1])):
+                root = names[code >> 1] if code != NO_ROOT else None
+                parent.setdefault(names[dispatcher], None)
+                if root is not None and root not in parent and (code & 1 or via == "any"):
+                    parent[root] = names[dispatcher]
+                    level.append(root)
+            while level:
+                following = []
+                for node in level:
+                    if node in self.index.dispatchers:
+                        continue
+                    for callee, used in sorted(self._callees(node)):
+                        if callee not in parent and (used or via == "any"):
+                            parent[callee] = node
+                            following.append(callee)
+                level = following
+            self.cache[key] = parent
+        parent = self.cache[key]
+        name = self._canonical(func)
+        if name not in parent:
+            return None
+        chain = [name]
+        while parent[chain[-1]] is not None:
+            chain.append(parent[chain[-1]])
+        chain.reverse()
+        chain[-1] = func
+        return [entry, *chain]
+
     def entries(self, func: str, via: str = "any") -> list[str]:
         """Every entry point that reaches ``func``, sorted."""
         if via not in VIA:
@@ -217,31 +254,33 @@ class Model:
     def _entries(self, name: str, via: str) -> set[str]:
         """The table's answer for ``name`` and for every function that reaches it through
         the calls the patch adds (their callers, transitively)."""
-        if name not in self.extra_callers and name not in self._downstream(via):
+        if name not in self._upstream(via):
             return self.index.reaching(name, via) | set(self._dispatched(name))  # the patch's calls change nothing
+        upstream = self._upstream(via)
         seen = {name}
         todo = [name]
         while todo:
-            node = todo.pop()
-            for target, callers in self.extra_callers.items():
-                if target != node and node not in self._forward(target, via):
-                    continue
-                for caller, used in callers:
-                    if (used or via == "any") and caller not in seen:
-                        seen.add(caller)
-                        todo.append(caller)
+            for caller in upstream.get(todo.pop(), ()):
+                if caller not in seen:
+                    seen.add(caller)
+                    todo.append(caller)
         found: set[str] = set()
         for node in seen:
             found |= self.index.reaching(node, via)
             found.update(self._dispatched(node))
         return found
 
-    def _downstream(self, via: str) -> set[str]:
-        """Every function the patch's calls lead to."""
-        key = ("downstream", via)
+    def _upstream(self, via: str) -> dict[str, list[str]]:
+        """function -> the callers of the patch's calls that lead to it (only the calls
+        that bring their callee an entry it lacks, see :meth:`_widens`)."""
+        key = ("upstream", via)
         if key not in self.cache:
-            self.cache[key] = set().union(*(self._forward(target, via) for target, callers in self.extra_callers.items()
-                                           if any(self._widens(caller, target, used, via) for caller, used in callers)))
+            upstream: dict[str, list[str]] = {}
+            for target, callers in self.extra_callers.items():
+                wider = [caller for caller, used in callers if self._widens(caller, target, used, via)]
+                for node in self._forward(target, via) if wider else ():
+                    upstream.setdefault(node, []).extend(wider)
+            self.cache[key] = upstream
         return self.cache[key]
 
     def _widens(self, caller: str, target: str, used: bool, via: str) -> bool:
