@@ -58,7 +58,7 @@ class Scope:
         """(functions writing the table after the series, before it, defined
         by the series, called by its added lines), from the series' hunks.
         Only hunks that name a CPUID register or entry helper can write; of
-        the added calls, only those of a helper the series defines count."""
+        the added calls, only those of a function the series defines count."""
         if self._writers is None:
             after, before, defined, called = set(), set(), set(), set()
             added_text = []
@@ -80,9 +80,8 @@ class Scope:
                                 defined.add(name)
                             else:
                                 added_text.append(text)
-            helpers = defined & (after | before)
-            if helpers:
-                called = {n for text in added_text for n in cpuidtable.called(text) if n in helpers}
+            if defined:
+                called = {n for text in added_text for n in cpuidtable.called(text) if n in defined}
             self._writers = (after, before, defined, called)
         return self._writers
 
