@@ -108,7 +108,7 @@ class Scope:
             return cpuidtable.origin([ln.text for ln in hunk.lines[:index] if ln.kind in (" ", kind)], pointer)
         writers = after if line.added else before
         for name in cpuidtable.called(text):
-            if name != line.function and (name in writers or self._model_writes(name)):
+            if name != line.function and (name in writers or self.base().writes_cpuid(name)):
                 return cpuidtable.Origin(cpuidtable.VCPU, name, helper=True)
         return None
 
@@ -116,7 +116,7 @@ class Scope:
         """For a line inside an ioctl dispatcher: the entry point of the
         ``case`` arm it sits in, when the hunk shows the label."""
         function = hunk.lines[index].function
-        model = self.model()
+        model = self.base()
         if function is None or function not in model.index.dispatchers:
             return None
         kind = hunk.lines[index].kind
@@ -128,16 +128,12 @@ class Scope:
         if key not in self._may_write:
             if self._writer_names is None:
                 after, before, _, _ = self._table_facts()
-                model = self.model()
-                self._writer_names = after | before | {model.index.names[n] for n in model.index.cpuid_writers}
+                index = self.base().index
+                self._writer_names = after | before | {index.names[n] for n in index.cpuid_writers}
             text = hunk.changed_text
             self._may_write[key] = any(reg in text for reg in _TABLE_WORDS) or \
                 not self._writer_names.isdisjoint(cpuidtable.called(text))
         return self._may_write[key]
-
-    def _model_writes(self, name: str) -> bool:
-        writes = getattr(self.model(), "writes_cpuid", None)
-        return bool(writes and writes(name))
 
     def reached(self, function: str | None, globs: tuple[str, ...], via: str) -> list[str]:
         """The entries matching ``globs`` that reach ``function``, the
@@ -170,7 +166,7 @@ class Scope:
         entries = self.reached(function, globs, via)
         if not entries:
             return None
-        return self.model().path_from(function, via, entries[0])
+        return self.base().path_from(function, via, entries[0]) or self.model().path_from(function, via, entries[0])
 
 
 def entry_rank(entry: str, globs: tuple[str, ...]) -> int | None:
