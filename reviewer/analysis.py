@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass, field
 from itertools import groupby
 
-from reviewer import ccontext, predicates
+from reviewer import predicates
 from reviewer.findings import UNPARSED, Finding, lower, severity_rank
-from reviewer.kvm import cpuidtable
+from reviewer.kvm import context, cpuidtable
 from reviewer.rules import Matcher, Rule, RuleSet
 from reviewer.series import MAX_LINE, DiffLine, FileDiff, Hunk, Patch, Series
 
@@ -75,7 +75,7 @@ class Scope:
                                     into.add(function)
                     for ln, text in zip(hunk.lines, texts):
                         if ln.added:
-                            name = ccontext.definition_name(text) if text[:1].isalpha() or text[:1] == "_" else None
+                            name = context.definition_name(text) if text[:1].isalpha() or text[:1] == "_" else None
                             if name:
                                 defined.add(name)
                             else:

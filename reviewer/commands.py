@@ -67,7 +67,7 @@ def run_review(args, cfg, msgs) -> int:
     model = pipeline.load_series(msgs, getattr(args, "revision", None))
     tree = args.kernel_tree or cfg.get("kernel_tree")
     if tree:
-        from reviewer import kerneltree
+        from reviewer.kvm import tree as kerneltree
         kerneltree.apply(model, tree)
     review = pipeline.review(model, ruleset)
     for rule_id, seconds in review.slow_rules:

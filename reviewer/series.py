@@ -1,7 +1,7 @@
 """The series model: cover letter, patches, trailers and parsed diffs.
 
 Built from b4's threading (:mod:`reviewer.b4glue`), diffs parsed with unidiff,
-every added and removed line given its C function (:mod:`reviewer.ccontext`).
+every added and removed line given its C function (:mod:`reviewer.kvm.context`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from reviewer import ccontext
+from reviewer.kvm import context
 
 if TYPE_CHECKING:  # the model does not need b4 loaded to exist
     from reviewer.b4glue import Mail, MailSeries
@@ -32,7 +32,7 @@ class DiffLine:
     old_lineno: int | None
     new_lineno: int | None
     function: str | None = None
-    scope: str = ccontext.TOPLEVEL  # function | toplevel | unknown
+    scope: str = context.TOPLEVEL  # function | toplevel | unknown
 
     @property
     def added(self) -> bool:
@@ -236,13 +236,13 @@ def assign_functions(hunk: Hunk, renames: dict[str, str] | None = None) -> None:
     """
     for side in ("-", "+"):
         lines = [ln for ln in hunk.lines if ln.kind in (" ", side)]
-        wheres = ccontext.scan_hunk_side(hunk.section, [ln.text for ln in lines],
+        wheres = context.scan_hunk_side(hunk.section, [ln.text for ln in lines],
                                          renames if side == "+" else None)
         for line, where in zip(lines, wheres):
             if line.kind == side or side == "+":
                 line.function, line.scope = where.function, where.kind
     if renames is not None:
-        renames.update(ccontext.definition_renames([(ln.kind, ln.text) for ln in hunk.lines]))
+        renames.update(context.definition_renames([(ln.kind, ln.text) for ln in hunk.lines]))
 
 
 def _diff(index: int, mail: Mail) -> tuple[list[FileDiff], str | None]:

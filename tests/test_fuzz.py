@@ -17,9 +17,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reviewer import ccontext, mail, pipeline, render, series, sources
+from reviewer import mail, pipeline, render, series, sources
 from reviewer import rules as rulesmod
 from reviewer.errors import InputError
+from reviewer.kvm import context as ccontext
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 DEFAULT_TOTAL = 10_000

@@ -1,6 +1,6 @@
 """Deterministic edits to real kernel files, and universal-ctags as the oracle.
 
-Nothing here knows about :mod:`reviewer.ccontext`: the edits are planned from
+Nothing here knows about :mod:`reviewer.kvm.context`: the edits are planned from
 ctags' view of each file, applied in rounds (one commit per round), and the
 answer for every changed line is read back from ctags on the file before
 (removed lines) or after (added lines) the round.

@@ -15,7 +15,9 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from reviewer import ccontext, kerneltree, pipeline, sources
+from reviewer import pipeline, sources
+from reviewer.kvm import context as ccontext
+from reviewer.kvm import tree as kerneltree
 from reviewer.series import Series
 from tests.realkernel import kedits
 

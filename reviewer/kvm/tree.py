@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reviewer import ccontext
 from reviewer.errors import InputError
+from reviewer.kvm import context
 from reviewer.series import FileDiff, Series
 
 
@@ -82,7 +82,7 @@ def apply(model: Series, tree: str) -> None:
             if sides is None:
                 continue
             before, after = sides
-            old_where, new_where = ccontext.scan_file(before), ccontext.scan_file(after)
+            old_where, new_where = context.scan_file(before), context.scan_file(after)
             for hunk in fdiff.hunks:
                 for ln in hunk.lines:
                     where = old_where[ln.old_lineno - 1] if ln.removed else new_where[ln.new_lineno - 1]
