@@ -9,7 +9,7 @@ from itertools import groupby
 
 from reviewer import predicates
 from reviewer.findings import UNPARSED, Finding, lower, severity_rank
-from reviewer.kvm import context, cpuidtable
+from reviewer.kvm import context, cpuidtable, patchgraph
 from reviewer.rules import Matcher, Rule, RuleSet
 from reviewer.series import MAX_LINE, DiffLine, FileDiff, Hunk, Patch, Series
 
@@ -29,8 +29,10 @@ class Scope:
 
     def __init__(self, series: Series | None) -> None:
         self.series = series
+        self._base = None
         self._model = None
         self._entries: dict = {}
+        self._paths: dict = {}
         self._writers: tuple | None = None
         self._writes: dict = {}  # (hunk, line) -> what the line writes (hunks live as long as the scope)
         self._writer_names: set[str] | None = None
@@ -38,17 +40,19 @@ class Scope:
 
     def base(self):
         """The shipped (or the user's tree's) model, without the series' calls."""
-        from reviewer.kvm import reach
+        if self._base is None:
+            from reviewer.kvm import reach
 
-        tree = self.series.kernel_tree if self.series else None
-        if tree not in _models:
-            _models[tree] = reach.load(tree)
-        return _models[tree]
+            tree = self.series.kernel_tree if self.series else None
+            if tree not in _models:
+                _models[tree] = reach.load(tree)
+            self._base = _models[tree]
+        return self._base
 
     def model(self):
         """The model extended by the calls the series adds (built on first use)."""
         if self._model is None:
-            from reviewer.kvm import patchgraph, reach
+            from reviewer.kvm import reach
 
             added = patchgraph.added_calls(self.series, reach.calls_in) if self.series else []
             self._model = self.base().with_calls(added)
@@ -81,7 +85,7 @@ class Scope:
                             else:
                                 added_text.append(text)
             if defined:
-                called = {n for text in added_text for n in cpuidtable.called(text) if n in defined}
+                called = {n for text in added_text for n in patchgraph.called(text) if n in defined}
             self._writers = (after, before, defined, called)
         return self._writers
 
@@ -104,10 +108,9 @@ class Scope:
         if pointer is not None:
             if line.function in defined and line.function in called:
                 return None
-            kind = line.kind
-            return cpuidtable.origin([ln.text for ln in hunk.lines[:index] if ln.kind in (" ", kind)], pointer)
+            return cpuidtable.origin(_before(hunk, index), pointer)
         writers = after if line.added else before
-        for name in cpuidtable.called(text):
+        for name in patchgraph.called(text):
             if name != line.function and (name in writers or self.base().writes_cpuid(name)):
                 return cpuidtable.Origin(cpuidtable.VCPU, name, helper=True)
         return None
@@ -119,8 +122,7 @@ class Scope:
         model = self.base()
         if function is None or function not in model.index.dispatchers:
             return None
-        kind = hunk.lines[index].kind
-        return model.case_entry(function, [ln.text for ln in hunk.lines[:index] if ln.kind in (" ", kind)])
+        return model.case_entry(function, _before(hunk, index))
 
     def may_write(self, hunk: Hunk) -> bool:
         """Can a line of this hunk write the table (a cheap look first)?"""
@@ -132,7 +134,7 @@ class Scope:
                 self._writer_names = after | before | {index.names[n] for n in index.cpuid_writers}
             text = hunk.changed_text
             self._may_write[key] = any(reg in text for reg in _TABLE_WORDS) or \
-                not self._writer_names.isdisjoint(cpuidtable.called(text))
+                not self._writer_names.isdisjoint(patchgraph.called(text))
         return self._may_write[key]
 
     def reached(self, function: str | None, globs: tuple[str, ...], via: str) -> list[str]:
@@ -157,16 +159,22 @@ class Scope:
     def path(self, function: str | None, globs: tuple[str, ...], via: str) -> list[str] | None:
         """The shortest path to ``function`` from the first preferred entry,
         for a finding's why."""
-        key = ("path", function, globs, via)
-        if key not in self._entries:
-            self._entries[key] = self._path(function, globs, via)
-        return self._entries[key]
+        key = (function, globs, via)
+        if key not in self._paths:
+            self._paths[key] = self._path(function, globs, via)
+        return self._paths[key]
 
     def _path(self, function: str | None, globs: tuple[str, ...], via: str) -> list[str] | None:
         entries = self.reached(function, globs, via)
         if not entries:
             return None
         return self.base().path_from(function, via, entries[0]) or self.model().path_from(function, via, entries[0])
+
+
+def _before(hunk: Hunk, index: int) -> list[str]:
+    """The texts of the lines above ``index`` on its side of the hunk."""
+    kind = hunk.lines[index].kind
+    return [ln.text for ln in hunk.lines[:index] if ln.kind in (" ", kind)]
 
 
 def entry_rank(entry: str, globs: tuple[str, ...]) -> int | None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from reviewer.findings import ABI_CATEGORIES, Finding, severity_rank
+from reviewer.kvm.patchgraph import in_new_case
 from reviewer.series import Hunk, Patch, Series
 
 
@@ -229,6 +230,12 @@ def _errors(text: str) -> set[str]:
 _IF = re.compile(r"\bif\s*\(")
 
 
+def _from_last_if(guard: str) -> str | None:
+    """A guard's text from its last ``if (`` on (the condition itself), if any."""
+    starts = [m.start() for m in _IF.finditer(guard)]
+    return guard[starts[-1]:] if starts else None
+
+
 def _same_guard_failed(patch: Patch, guard: str) -> bool:
     """The patch takes out an ``if`` with this very condition that failed the call."""
     for f in patch.files:
@@ -251,9 +258,8 @@ def not_a_move(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     ``if (ran) return check_equal(...);`` in the validator rejects less.
     """
     line = hunk.lines[index]
-    guard = " ".join(_guard(hunk, index).split())
-    starts = [m.start() for m in _IF.finditer(guard)]
-    if starts and _same_guard_failed(patch, guard[starts[-1]:]):
+    condition = _from_last_if(" ".join(_guard(hunk, index).split()))
+    if condition and _same_guard_failed(patch, condition):
         return False
     wanted = _errors(line.text)
     exit_at = _error_exit(hunk, index) if _CONDITION.search(line.text) else None
@@ -285,8 +291,7 @@ def not_moved_out(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> boo
     if not guard and _PRESET.search(line.text):  # r = -EINVAL; if (ran) goto out;
         after = [ln for ln in hunk.lines[index + 1:index + 4] if ln.kind in (" ", line.kind)]
         guard = next((" ".join(ln.text.split()) for ln in after if _IF.search(ln.text)), "")
-    starts = [m.start() for m in _IF.finditer(guard)]
-    guard = guard[starts[-1]:] if starts else guard
+    guard = _from_last_if(guard) or guard
     moved = False
     for f in patch.files:
         for h in f.hunks:
@@ -312,10 +317,7 @@ def not_readded(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
 def not_a_new_interface(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """Not in a ``case`` arm this patch adds: the argument checks of a new
     ioctl, capability or attribute reject nothing that worked before."""
-    from reviewer.kvm.patchgraph import in_new_case
-
     return not in_new_case(hunk, index)
-
 
 
 def adds_host_exemption(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
@@ -323,11 +325,8 @@ def adds_host_exemption(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) 
     (``!msr_info->host_initiated &&`` in front of a failure or of the
     reserved bits it checks), where the lines they replace did not:
     KVM_SET_MSRS accepts more."""
-    block = _block(hunk, index)
-    new = " ".join(hunk.lines[i].text for i in block if hunk.lines[i].added)
-    old = " ".join(hunk.lines[i].text for i in block if hunk.lines[i].removed)
-    return bool(old) and bool(_NOT_HOST.search(hunk.lines[index].text)) and not _NOT_HOST.search(old) \
-        and bool(_NOT_HOST.search(new))
+    old = " ".join(hunk.lines[i].text for i in _block(hunk, index) if hunk.lines[i].removed)
+    return bool(old) and bool(_NOT_HOST.search(hunk.lines[index].text)) and not _NOT_HOST.search(old)
 
 
 _MASK_TERM = re.compile(r"\|(?!\|)")

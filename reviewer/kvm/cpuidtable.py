@@ -70,10 +70,9 @@ def _assignment(pointer: str) -> re.Pattern:
     return re.compile(r"(?<![\w.>])" + re.escape(pointer) + r"\s*=(?!=)")
 
 
-def origin(before: list[str], pointer: str, header: str = "") -> Origin:
+def origin(before: list[str], pointer: str) -> Origin:
     """Where ``pointer`` was last assigned in ``before`` (the lines of the
-    same side above the write, nearest last), else in the function's
-    ``header`` (a parameter: the caller's)."""
+    same side above the write, nearest last); UNKNOWN when out of sight."""
     if pointer == "":
         return Origin(VCPU, "guest_cpuid_clear")
     assign = _assignment(pointer)
@@ -86,14 +85,6 @@ def origin(before: list[str], pointer: str, header: str = "") -> Origin:
                 return Origin(OFFER, pointer, " ".join(text.split())[:100])
             return Origin(UNKNOWN, pointer, " ".join(text.split())[:100])
     return Origin(UNKNOWN, pointer)
-
-
-_CALLED = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
-
-
-def called(text: str) -> list[str]:
-    """The names a line calls (a cheap look; no C parsing)."""
-    return _CALLED.findall(text)
 
 
 def writes_in(lines: list[str]) -> bool:

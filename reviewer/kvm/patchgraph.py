@@ -11,12 +11,16 @@ import re
 
 from reviewer.series import Hunk, Series
 
-# a plain call, its result used unless it starts the statement
+# a call (a cheap look, no C parsing); its result used unless it starts the statement
 _CALL = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
 _KEYWORDS = frozenset("if while for switch return sizeof typeof do else case defined".split())
 # what only the C scanner names right: calls through ops members and their macros
 _INDIRECT = re.compile(r"(->|\.)\s*\w+\s*\(|\bstatic_call\b|_call\s*\(")
 
+
+def called(text: str) -> list[str]:
+    """The names a line calls."""
+    return _CALL.findall(text)
 
 
 def in_new_case(hunk: Hunk, index: int) -> bool:
