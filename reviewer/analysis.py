@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import time
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -177,6 +178,7 @@ def _before(hunk: Hunk, index: int) -> list[str]:
     return [ln.text for ln in hunk.lines[:index] if ln.kind in (" ", kind)]
 
 
+@functools.cache
 def entry_rank(entry: str, globs: tuple[str, ...]) -> int | None:
     """The index of the first glob ``entry`` matches, None if it matches none
     or a ``!glob``: ``["*", "!KVM_RUN"]`` is any entry but KVM_RUN."""
@@ -324,8 +326,10 @@ def _evidence(matcher: Watch, hunk: Hunk, anchor: int) -> list[str]:
     return out
 
 
-def line_findings(rule: Rule, patch: Patch, scope: Scope | None = None) -> list[Finding]:
-    matcher = Watch(rule.matcher, scope or Scope(None))
+def line_findings(rule: Rule, patch: Patch, scope: Scope | None = None, watch: Watch | None = None) -> list[Finding]:
+    """``watch``: the rule's matcher already bound to the series' scope (what it
+    learnt of functions serves every patch)."""
+    matcher = watch or Watch(rule.matcher, scope or Scope(None))
     out = []
     for fdiff in patch.files:
         if not matcher.file_matches(fdiff.path):
@@ -388,11 +392,12 @@ def analyze(series: Series, rules: RuleSet, timings: dict[str, float] | None = N
     cover_acks = series.cover is not None and _acknowledges(rules, series.cover.text)
     line_rules = [r for r in rules.rules if r.kind == "line"]
     scope = Scope(series)
+    watches = {r.id: Watch(r.matcher, scope) for r in line_rules}
     for patch in series.patches:
         acked = None  # the changelog is searched only if a finding needs it
         for rule in line_rules:
             start = time.perf_counter()
-            found = line_findings(rule, patch, scope)
+            found = line_findings(rule, patch, scope, watches[rule.id])
             clock[rule.id] = clock.get(rule.id, 0.0) + time.perf_counter() - start
             for finding in found:
                 finding.original_severity = finding.severity

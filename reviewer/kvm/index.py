@@ -61,6 +61,7 @@ class Index:
     dispatchers: frozenset[str] = field(default=frozenset(), repr=False)
     parsed: dict[int, Row] = field(default_factory=dict, repr=False)
     label_map: dict[tuple[str, str], str] | None = field(default=None, repr=False)
+    edges: dict[tuple[str, bool], list[tuple[str, bool]]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.position = {name: number for number, name in enumerate(self.names)}
@@ -86,11 +87,13 @@ class Index:
         return self.label_map.get((str(self.position.get(caller, -1)), str(self.position.get(callee, -1))), "")
 
     def _edges(self, name: str, outgoing: bool) -> list[tuple[str, bool]]:
-        number = self.position.get(name)
-        if number is None:
-            return []
-        row = self.row(number)
-        return [(self.names[c >> 1], bool(c & 1)) for c in (row.callees if outgoing else row.callers)]
+        key = (name, outgoing)
+        if key not in self.edges:
+            number = self.position.get(name)
+            row = self.row(number) if number is not None else None
+            self.edges[key] = [] if row is None else \
+                [(self.names[c >> 1], bool(c & 1)) for c in (row.callees if outgoing else row.callers)]
+        return self.edges[key]
 
     def callees_of(self, name: str) -> list[tuple[str, bool]]:
         return self._edges(name, True)

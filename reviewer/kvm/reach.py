@@ -92,10 +92,12 @@ class Model:
 
     # -- edges ------------------------------------------------------------------------------
     def _callers(self, name: str) -> list[tuple[str, bool]]:
-        return self.index.callers_of(name) + list(self.extra_callers.get(name, ()))
+        extra = self.extra_callers.get(name)
+        return self.index.callers_of(name) + list(extra) if extra else self.index.callers_of(name)
 
     def _callees(self, name: str) -> list[tuple[str, bool]]:
-        return self.index.callees_of(name) + list(self.extra_callees.get(name, ()))
+        extra = self.extra_callees.get(name)
+        return self.index.callees_of(name) + list(extra) if extra else self.index.callees_of(name)
 
     def callers(self, func: str) -> list[str]:
         return sorted({name for name, _ in self._callers(self._canonical(func))})
@@ -254,33 +256,39 @@ class Model:
     def _entries(self, name: str, via: str) -> set[str]:
         """The table's answer for ``name`` and for every function that reaches it through
         the calls the patch adds (their callers, transitively)."""
-        if name not in self._upstream(via):
-            return self.index.reaching(name, via) | set(self._dispatched(name))  # the patch's calls change nothing
-        upstream = self._upstream(via)
-        seen = {name}
-        todo = [name]
+        found = self.index.reaching(name, via) | set(self._dispatched(name))
+        below, entries, onward = self._upstream(via)
+        targets = set(below.get(name, ()))  # the patch's calls whose callee reaches ``name``
+        todo = list(targets)
         while todo:
-            for caller in upstream.get(todo.pop(), ()):
-                if caller not in seen:
-                    seen.add(caller)
-                    todo.append(caller)
-        found: set[str] = set()
-        for node in seen:
-            found |= self.index.reaching(node, via)
-            found.update(self._dispatched(node))
+            target = todo.pop()
+            found |= entries[target]
+            for further in onward[target]:
+                if further not in targets:
+                    targets.add(further)
+                    todo.append(further)
         return found
 
-    def _upstream(self, via: str) -> dict[str, list[str]]:
-        """function -> the callers of the patch's calls that lead to it (only the calls
-        that bring their callee an entry it lacks, see :meth:`_widens`)."""
+    def _upstream(self, via: str) -> tuple[dict[str, list[str]], dict[str, set[str]], dict[str, set[str]]]:
+        """For the patch's calls that bring their callee an entry it lacks (see :meth:`_widens`),
+        keyed by callee: (function -> the callees that reach it, callee -> the entries that reach
+        its new callers, callee -> the other callees that reach those callers)."""
         key = ("upstream", via)
         if key not in self.cache:
-            upstream: dict[str, list[str]] = {}
+            wider = {}
             for target, callers in self.extra_callers.items():
-                wider = [caller for caller, used in callers if self._widens(caller, target, used, via)]
-                for node in self._forward(target, via) if wider else ():
-                    upstream.setdefault(node, []).extend(wider)
-            self.cache[key] = upstream
+                chosen = [caller for caller, used in callers if self._widens(caller, target, used, via)]
+                if chosen:
+                    wider[target] = chosen
+            below: dict[str, list[str]] = {}
+            for target in wider:
+                for node in self._forward(target, via):
+                    below.setdefault(node, []).append(target)
+            entries = {target: set().union(*(self.index.reaching(c, via) | set(self._dispatched(c))
+                                             for c in set(callers)))
+                       for target, callers in wider.items()}
+            onward = {target: {t for c in set(callers) for t in below.get(c, ())} for target, callers in wider.items()}
+            self.cache[key] = (below, entries, onward)
         return self.cache[key]
 
     def _widens(self, caller: str, target: str, used: bool, via: str) -> bool:
