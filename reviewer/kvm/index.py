@@ -23,7 +23,8 @@ NO_ROOT = -1  # the root code of an arm that calls nothing
 @dataclass(frozen=True)
 class Row:
     """One function: where it is defined first, its edges coded ``other * 2 + used``, and the
-    numbers of the entry sets that reach it (through any call, through used results)."""
+    numbers of the entry sets that reach it (through any call, through used results). Names are
+    numbered in sorted order and edges kept sorted, so a row lists its callees by name."""
 
     file: int
     line: int

@@ -96,8 +96,9 @@ class Model:
         return self.index.callers_of(name) + list(extra) if extra else self.index.callers_of(name)
 
     def _callees(self, name: str) -> list[tuple[str, bool]]:
+        """Sorted (the index's own rows are)."""
         extra = self.extra_callees.get(name)
-        return self.index.callees_of(name) + list(extra) if extra else self.index.callees_of(name)
+        return sorted(self.index.callees_of(name) + list(extra)) if extra else self.index.callees_of(name)
 
     def callers(self, func: str) -> list[str]:
         return sorted({name for name, _ in self._callers(self._canonical(func))})
@@ -227,7 +228,7 @@ class Model:
                 for node in level:
                     if node in self.index.dispatchers:
                         continue
-                    for callee, used in sorted(self._callees(node)):
+                    for callee, used in self._callees(node):
                         if callee not in parent and (used or via == "any"):
                             parent[callee] = node
                             following.append(callee)
