@@ -207,6 +207,9 @@ class Watch:
                     name, tuple(self.matcher.reachable_from), self.matcher.reach_via)))
         return self._seen[name]
 
+    def dispatches(self, name: str | None) -> bool:
+        return name is not None and self.scope.base().dispatches(name)
+
     def reach_path(self, name: str | None) -> list[str] | None:
         return self.scope.path(name, tuple(self.matcher.reachable_from), self.matcher.reach_via)
 

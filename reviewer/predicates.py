@@ -25,6 +25,10 @@ class Matcher(Protocol):
 
     def function_matches(self, name: str | None) -> bool: ...
 
+    def dispatches(self, name: str | None) -> bool:
+        """Is ``name`` an ioctl dispatcher (its arms preset an error, then
+        ``break``)?"""
+
 
 LOOKBACK = 10
 _NOT_HOST = re.compile(r"!\s*(?:\w+(?:->|\.))?host(?:_initiated)?\b")
@@ -37,7 +41,11 @@ _PRESET = re.compile(r"^\s*(?:r|ret|err|rc)\s*=\s*(-E\w+|\w+)\s*;")
 _RETURN_CALL = re.compile(r"^\s*return\s+[a-z_]\w*\s*\(")
 _CONDITION = re.compile(r"^\s*(if|else if)\b|^\s*(&&|\|\|)|(&&|\|\|)\s*$")
 _JUMP = re.compile(r"(break|goto \w+);")
+_ERR_LABEL = re.compile(r"goto\s+\w*(err|fail|bad|inval|unlock_e)\w*;")
 _AND_OR = re.compile(r"&&|\|\|")
+# ``x = kzalloc(...)``: what the condition ``!x`` tests is KVM's memory, not userspace's input
+_ALLOCATED = re.compile(r"^\s*([\w.>\[\]-]+)\s*=\s*\(?\s*\w*(?:alloc|get_free_page|get_zeroed_page)\w*\s*\(")
+_TESTED = re.compile(r"^!\s*([\w.>\[\]-]+)$|^([\w.>\[\]-]+)\s*==\s*NULL$")
 _ERRNO = re.compile(r"-E[A-Z0-9]+\b")
 _COMMENT_TAIL = re.compile(r"\s*(/\*.*?\*/|//.*)\s*$")
 _WIDER = re.compile(r"\bif\b|\|\|")  # another way to fail
@@ -84,13 +92,17 @@ def _block(hunk: Hunk, index: int) -> list[int]:
     return list(range(lo, hi + 1))
 
 
-def _error_exit(hunk: Hunk, start: int, kind: str = "+") -> int | None:
+def _error_exit(hunk: Hunk, start: int, kind: str = "+", bare_jump_fails: bool = True) -> int | None:
     """Does the statement the condition at ``start`` guards fail the call?
 
     ``return -EINVAL;`` does; so does ``goto out;``/``break;`` unless the
     return value was last set to something that is not an error (ioctl
-    dispatch presets ``r = -EFAULT`` and jumps out). Returns the index of
-    the exiting line, or None. ``kind``: the side read, new ("+") or old ("-").
+    dispatch presets ``r = -EFAULT`` and jumps out). With no preset in
+    sight, a jump fails when ``bare_jump_fails`` (an ioctl dispatcher's arm,
+    whose preset sits above the hunk) or when its label says so (``goto
+    err``): a ``break`` out of kvm_set_msr_common's switch returns 0.
+    Returns the index of the exiting line, or None. ``kind``: the side
+    read, new ("+") or old ("-").
     """
     side = [i for i in range(len(hunk.lines)) if hunk.lines[i].kind in (" ", kind)]
     for i in [i for i in side if i > start][:LOOKBACK]:
@@ -104,7 +116,7 @@ def _error_exit(hunk: Hunk, start: int, kind: str = "+") -> int | None:
                 preset = _PRESET.search(hunk.lines[j].text)
                 if preset:
                     return i if preset.group(1).startswith("-E") else None
-            return i
+            return i if bare_jump_fails or _ERR_LABEL.match(text) else None
         return None
     return None
 
@@ -142,7 +154,8 @@ def _breadth(texts: list[str]) -> tuple[int, int]:
     return len(_WIDER.findall(text)), -len(_NARROWER.findall(text))
 
 
-def _guarded_old_exit(hunk: Hunk, index: int, patch: Patch) -> tuple[tuple[int, int], tuple[int, int]] | None:
+def _guarded_old_exit(matcher: Matcher, hunk: Hunk, index: int, patch: Patch) \
+        -> tuple[tuple[int, int], tuple[int, int]] | None:
     """For an added condition line leading to an error exit that the patch
     did not add itself (neither the error return nor a jump's error preset):
     (breadth added, breadth removed) in its run of changed lines (:func:`_breadth`), counting
@@ -151,7 +164,7 @@ def _guarded_old_exit(hunk: Hunk, index: int, patch: Patch) -> tuple[tuple[int, 
     line = hunk.lines[index]
     if not line.added or not _CONDITION.search(line.text):
         return None
-    exit_at = _error_exit(hunk, index)
+    exit_at = _error_exit(hunk, index, bare_jump_fails=matcher.dispatches(line.function))
     if exit_at is None:
         return None
     exit_line = hunk.lines[exit_at]
@@ -161,6 +174,8 @@ def _guarded_old_exit(hunk: Hunk, index: int, patch: Patch) -> tuple[tuple[int, 
         preset = next((j for j in _side_lines(hunk, index)[::-1] if _PRESET.search(hunk.lines[j].text)), None)
         if preset is not None and hunk.lines[preset].added:
             return None
+    if _tests_allocation(hunk, index):
+        return None
     block = _block(hunk, index)
     new = [hunk.lines[i].text for i in block if hunk.lines[i].added]
     old = [hunk.lines[i].text for i in block if hunk.lines[i].removed]
@@ -168,10 +183,24 @@ def _guarded_old_exit(hunk: Hunk, index: int, patch: Patch) -> tuple[tuple[int, 
     return (ways + _helper_widening(patch, new, old), musts), _breadth(old)
 
 
+def _tests_allocation(hunk: Hunk, index: int) -> bool:
+    """Does the ``if`` at ``index`` only test whether memory KVM just
+    allocated is there (``x = kcalloc(...); if (!x) goto fail;``)? That
+    fails on the host's memory, never on what userspace passed."""
+    match = _IF.search(hunk.lines[index].text)
+    condition = hunk.lines[index].text[match.end():].strip() if match else ""
+    if not condition.endswith(")"):
+        return False
+    allocated = {m.group(1) for j in _side_lines(hunk, index) if (m := _ALLOCATED.match(hunk.lines[j].text))}
+    clauses = [c.strip().strip("()").strip() for c in condition[:-1].split("||")]
+    tested = [m.group(1) or m.group(2) for c in clauses if (m := _TESTED.match(c))]
+    return bool(allocated) and len(tested) == len(clauses) and set(tested) <= allocated
+
+
 def widens_error_condition(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """An added condition (or clause) leading to an existing error exit, with
     more clauses than the lines it replaces: input accepted before now fails."""
-    clauses = _guarded_old_exit(hunk, index, patch)
+    clauses = _guarded_old_exit(matcher, hunk, index, patch)
     return clauses is not None and clauses[0] > clauses[1]
 
 
@@ -191,7 +220,7 @@ def no_padding_reuse(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> 
 def changes_error_condition(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """An added condition replacing one that leads to an existing error exit,
     with no more clauses (the widening case is :func:`widens_error_condition`)."""
-    clauses = _guarded_old_exit(hunk, index, patch)
+    clauses = _guarded_old_exit(matcher, hunk, index, patch)
     block = _block(hunk, index)
     return clauses is not None and clauses[0] <= clauses[1] and \
         any(hunk.lines[i].removed and _CONDITION.search(hunk.lines[i].text) for i in block)

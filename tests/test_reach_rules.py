@@ -76,3 +76,23 @@ def test_a_call_of_a_function_that_writes_the_table_taken_out_is_a_removal():
     [finding] = review("removed-writer-call.diff")
     assert (finding.rule, finding.line, finding.function) == ("cpuid-adjust-removed", 2879, "kvm_guest_time_update")
     assert finding.evidence[0] == "kvm_xen_update_tsc_info() writes the vCPU's CPUID table"
+
+
+def test_a_break_out_of_an_msr_switch_succeeds():
+    # kvm_set_msr_common's `break` returns 0: a new `if (...) break;` skips work, it rejects nothing
+    assert found("msr-same-value.diff") == []
+
+
+def test_a_bare_break_in_a_dispatcher_arm_fails_with_the_preset_above_the_hunk():
+    text = (DIFFS / "existing-cap.diff").read_text().replace(
+        "@@ -6162,7 +6162,11 @@", "@@ -6163,6 +6163,10 @@").replace(" \t\tr = -EINVAL;\n", "")
+    assert found("", text) == [("userspace-reject-condition", 6166, "kvm_vm_ioctl_enable_cap"),
+                               ("userspace-reject-added", 6169, "kvm_vm_ioctl_enable_cap")]
+
+
+def test_checking_memory_kvm_just_allocated_rejects_no_input():
+    assert found("alloc-split.diff") == []
+    # the same split with a check of what userspace passed is a new rejection
+    text = (DIFFS / "alloc-split.diff").read_text().replace(
+        "+\tif (!vcpu->arch.mce_banks)\n", "+\tif (!vcpu->arch.mce_banks || vcpu->arch.mcg_cap > 32)\n")
+    assert [r for r, _, _ in found("", text)] == ["userspace-reject-condition"]

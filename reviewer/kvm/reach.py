@@ -100,6 +100,10 @@ class Model:
         extra = self.extra_callees.get(name)
         return sorted(self.index.callees_of(name) + list(extra)) if extra else self.index.callees_of(name)
 
+    def dispatches(self, func: str) -> bool:
+        """Is ``func`` (or the function an older name stands for) an ioctl dispatcher?"""
+        return self._canonical(func) in self.index.dispatchers
+
     def callers(self, func: str) -> list[str]:
         return sorted({name for name, _ in self._callers(self._canonical(func))})
 
