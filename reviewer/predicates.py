@@ -308,6 +308,15 @@ def not_a_move(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     return True
 
 
+def not_a_guard_moved(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """The patch does not take out, anywhere, an error exit under the very
+    condition that guards the line: a function moved to another file (its
+    ``return 1`` under the same ``if``) rejects nothing new. Unlike
+    :func:`not_a_move`, an unrelated removed exit does not excuse it."""
+    condition = _from_last_if(" ".join(_guard(hunk, index).split()))
+    return not (condition and _same_guard_failed(patch, condition))
+
+
 def not_moved_out(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """A removed error exit that the patch does not add back elsewhere
     (the same error code; for ``return 1``/``false``, the same condition):
@@ -388,6 +397,7 @@ def widens_mask(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
 
 LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
     "not_a_move": not_a_move,
+    "not_a_guard_moved": not_a_guard_moved,
     "reaches_host_writes": reaches_host_writes,
     "widens_error_condition": widens_error_condition,
     "changes_error_condition": changes_error_condition,

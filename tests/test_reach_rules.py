@@ -96,3 +96,12 @@ def test_checking_memory_kvm_just_allocated_rejects_no_input():
     text = (DIFFS / "alloc-split.diff").read_text().replace(
         "+\tif (!vcpu->arch.mce_banks)\n", "+\tif (!vcpu->arch.mce_banks || vcpu->arch.mcg_cap > 32)\n")
     assert [r for r, _, _ in found("", text)] == ["userspace-reject-condition"]
+
+
+def test_an_msr_setter_moved_to_another_file_rejects_nothing_new():
+    assert found("msr-moved.diff") == []
+    # moved with one more way to fail: the new copy's refusal is reported
+    text = (DIFFS / "msr-moved.diff").read_text().replace(
+        "+\tif ((msr_info->data & reserved_bits) != 0 || new_mode == LAPIC_MODE_INVALID)",
+        "+\tif ((msr_info->data & reserved_bits) != 0 || new_mode == LAPIC_MODE_INVALID || !old_mode)")
+    assert ("userspace-reject-msr", 3354, "kvm_apic_set_base") in found("", text)
