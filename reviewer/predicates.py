@@ -37,6 +37,8 @@ _ERRNOS = r"-E(INVAL|2BIG|PERM|NXIO|OPNOTSUPP|BUSY|EXIST|RANGE|ACCES|NOTSUPP)\b"
 _ERR_RETURN = re.compile(r"\breturn\s+(" + _ERRNOS + r"|KVM_MSR_RET_\w+|1\s*;)")
 _FALSE_RETURN = re.compile(r"\breturn\s+false\s*;")  # a validator saying no
 _ERR_ASSIGN = re.compile(r"\b(r|ret|err|rc)\s*=\s*" + _ERRNOS)
+# a failure stored for a later ``return r`` (``r = -EINVAL;``, an MSR handler's ``ret = 1;``)
+_FAIL_ASSIGN = re.compile(r"\b(r|ret|err|rc)\s*=\s*(" + _ERRNOS + r"|1\s*;|KVM_MSR_RET_\w+)")
 _PRESET = re.compile(r"^\s*(?:r|ret|err|rc)\s*=\s*(-E\w+|\w+)\s*;")
 _RETURN_CALL = re.compile(r"^\s*return\s+[a-z_]\w*\s*\(")
 _CONDITION = re.compile(r"^\s*(if|else if)\b|^\s*(&&|\|\|)|(&&|\|\|)\s*$")
@@ -109,7 +111,7 @@ def _error_exit(hunk: Hunk, start: int, kind: str = "+", bare_jump_fails: bool =
         text = hunk.lines[i].text.strip()
         if not text.endswith(";"):
             continue  # the rest of the condition
-        if _ERR_RETURN.search(text):
+        if _ERR_RETURN.search(text) or _FAIL_ASSIGN.search(text):
             return i
         if _JUMP.match(text):
             for j in [j for j in side if j < start][::-1]:
@@ -168,7 +170,7 @@ def _guarded_old_exit(matcher: Matcher, hunk: Hunk, index: int, patch: Patch) \
     if exit_at is None:
         return None
     exit_line = hunk.lines[exit_at]
-    if exit_line.added and _ERR_RETURN.search(exit_line.text):
+    if exit_line.added and (_ERR_RETURN.search(exit_line.text) or _FAIL_ASSIGN.search(exit_line.text)):
         return None
     if _JUMP.match(exit_line.text.strip()):
         preset = next((j for j in _side_lines(hunk, index)[::-1] if _PRESET.search(hunk.lines[j].text)), None)

@@ -105,3 +105,10 @@ def test_an_msr_setter_moved_to_another_file_rejects_nothing_new():
         "+\tif ((msr_info->data & reserved_bits) != 0 || new_mode == LAPIC_MODE_INVALID)",
         "+\tif ((msr_info->data & reserved_bits) != 0 || new_mode == LAPIC_MODE_INVALID || !old_mode)")
     assert ("userspace-reject-msr", 3354, "kvm_apic_set_base") in found("", text)
+
+
+def test_a_failure_stored_for_the_return_is_an_exit():
+    # `ret = 1;` under a wider condition fails KVM_SET_MSRS of the x2APIC register
+    [finding] = review("msr-ret-widened.diff")
+    assert (finding.rule, finding.line, finding.function) == ("userspace-reject-condition", 2426, "kvm_lapic_reg_write")
+    assert finding.evidence[0].startswith("reached from KVM_SET_MSRS via ")
