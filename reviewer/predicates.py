@@ -31,6 +31,8 @@ class Matcher(Protocol):
 
 
 LOOKBACK = 10
+_HOST_ONLY = re.compile(r"\bif\s*\(\s*(?:\w+(?:->|\.))?host(?:_initiated)?\s*\)")
+_SUCCESS = re.compile(r"^\s*return\s+(true|0)\s*;")
 _NOT_HOST = re.compile(r"!\s*(?:\w+(?:->|\.))?host(?:_initiated)?\b")
 _ERRNOS = r"-E(INVAL|2BIG|PERM|NXIO|OPNOTSUPP|BUSY|EXIST|RANGE|ACCES|NOTSUPP)\b"
 # an error return; ``return 1`` is how MSR handlers fail a write
@@ -363,9 +365,13 @@ def not_a_new_interface(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) 
 def adds_host_exemption(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """Lines the patch rewrites now spare host-initiated accesses
     (``!msr_info->host_initiated &&`` in front of a failure or of the
-    reserved bits it checks), where the lines they replace did not:
-    KVM_SET_MSRS accepts more."""
+    reserved bits it checks), where the lines they replace did not, or a
+    new early success for them alone (``if (host_initiated) return true;``
+    in a validator, ``return 0;`` in a setter): KVM_SET_MSRS accepts more."""
     old = " ".join(hunk.lines[i].text for i in _block(hunk, index) if hunk.lines[i].removed)
+    if _HOST_ONLY.search(hunk.lines[index].text):  # if (host_initiated) return true;
+        after = [i for i in range(index + 1, len(hunk.lines)) if hunk.lines[i].kind in (" ", "+")][:1]
+        return any(_SUCCESS.match(hunk.lines[i].text) for i in after)
     return bool(old) and bool(_NOT_HOST.search(hunk.lines[index].text)) and not _NOT_HOST.search(old)
 
 

@@ -112,3 +112,11 @@ def test_a_failure_stored_for_the_return_is_an_exit():
     [finding] = review("msr-ret-widened.diff")
     assert (finding.rule, finding.line, finding.function) == ("userspace-reject-condition", 2426, "kvm_lapic_reg_write")
     assert finding.evidence[0].startswith("reached from KVM_SET_MSRS via ")
+
+
+def test_an_early_success_for_host_accesses_is_a_relaxation():
+    text = (DIFFS / "pmu-reject.diff").read_text().replace(
+        "+\t\tif (data & 0xfff)\n+\t\t\treturn 1;\n", "+\t\tif (msr_info->host_initiated)\n+\t\t\treturn 0;\n")
+    assert found("", text) == [("userspace-reject-host-exempt", 373, "intel_pmu_set_msr")]
+    # the same early exit for the guest alone exempts nothing userspace does
+    assert found("", text.replace("if (msr_info->host_initiated)", "if (!msr_info->host_initiated)")) == []
