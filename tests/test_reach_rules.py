@@ -120,3 +120,15 @@ def test_an_early_success_for_host_accesses_is_a_relaxation():
     assert found("", text) == [("userspace-reject-host-exempt", 373, "intel_pmu_set_msr")]
     # the same early exit for the guest alone exempts nothing userspace does
     assert found("", text.replace("if (msr_info->host_initiated)", "if (!msr_info->host_initiated)")) == []
+
+
+def test_a_warn_on_a_host_fact_alone_is_quiet():
+    for condition in ("!enable_unrestricted_guest", "boot_cpu_has(X86_FEATURE_XSAVES)", "!kvm_arch_has_irq_bypass()"):
+        text = (DIFFS / "nested-warn.diff").read_text().replace(
+            "WARN_ON_ONCE(kvm_state->hdr.vmx.vmxon_pa == -1ull && kvm_state->flags)", f"WARN_ON_ONCE({condition})")
+        assert found("", text) == [], condition
+    # a field of a vCPU's state, even one named *_enabled, is what userspace set
+    text = (DIFFS / "nested-warn.diff").read_text().replace(
+        "WARN_ON_ONCE(kvm_state->hdr.vmx.vmxon_pa == -1ull && kvm_state->flags)",
+        "WARN_ON_ONCE(!vmx->nested.enlightened_vmcs_enabled)")
+    assert found("", text) == [("userspace-reachable-warn", 6703, "vmx_set_nested_state")]

@@ -44,6 +44,14 @@ ALIASES = {
     "__set_sregs2": "kvm_vcpu_ioctl_x86_set_sregs2",
     "vmx_compute_secondary_exec_control": "vmx_secondary_exec_control",  # 5.x
     "kvm_apply_cpuid_pv_features_quirk": "kvm_update_pv_runtime",  # trees after 6.12
+    "kvm_valid_sregs": "kvm_is_valid_sregs",  # 5.x
+    "kvm_valid_cr4": "kvm_is_valid_cr4",
+    "vmx_create_vcpu": "vmx_vcpu_create",  # before 5.x's vcpu_create rename
+    "svm_create_vcpu": "svm_vcpu_create",
+    "vmx_vcpu_setup": "init_vmcs",
+    "kvm_get_msr_feature": "kvm_get_feature_msr",  # before 6.10
+    "vmx_feature_control_msr_valid": "is_vmx_feature_control_msr_valid",
+    "vcpu_get_supported_xcr0": "cpuid_get_supported_xcr0",  # 6.2 - 6.5
 }
 
 
