@@ -11,7 +11,9 @@ patch makes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import operator
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reviewer.errors import InputError
-from reviewer.kvm.index import NO_ROOT, VIA, Index, closure, dumps, loads
+from reviewer.kvm.index import NO_ROOT, VIA, Index, closure, closures, dumps, loads
 
 SHIPPED = "index-6.12.txt"
 _ARM = re.compile(r"^\t(?:case\s+(\w+)|default)\s*:")
@@ -271,36 +273,34 @@ class Model:
         the calls the patch adds (their callers, transitively)."""
         found = self.index.reaching(name, via) | set(self._dispatched(name))
         below, entries, onward = self._upstream(via)
-        targets = set(below.get(name, ()))  # the patch's calls whose callee reaches ``name``
-        todo = list(targets)
-        while todo:
-            target = todo.pop()
-            found |= entries[target]
-            for further in onward[target]:
-                if further not in targets:
-                    targets.add(further)
-                    todo.append(further)
+        reach = pending = below.get(name, 0)  # the patch's callees that reach ``name``, as bits
+        while pending:
+            bit = pending & -pending
+            pending ^= bit
+            number = bit.bit_length() - 1
+            found |= entries[number]
+            more = onward[number] & ~reach
+            reach |= more
+            pending |= more
         return found
 
-    def _upstream(self, via: str) -> tuple[dict[str, list[str]], dict[str, set[str]], dict[str, set[str]]]:
+    def _upstream(self, via: str) -> tuple[dict[str, int], list[set[str]], list[int]]:
         """For the patch's calls that bring their callee an entry it lacks (see :meth:`_widens`),
-        keyed by callee: (function -> the callees that reach it, callee -> the entries that reach
-        its new callers, callee -> the other callees that reach those callers)."""
+        the callees numbered: (function -> a bit mask of the callees that reach it, by number
+        the entries that reach the callee's new callers, by number a mask of the callees that
+        reach those callers)."""
         key = ("upstream", via)
         if key not in self.cache:
             wider = {}
             for target, callers in self.extra_callers.items():
-                chosen = [caller for caller, used in callers if self._widens(caller, target, used, via)]
+                chosen = {caller for caller, used in callers if self._widens(caller, target, used, via)}
                 if chosen:
                     wider[target] = chosen
-            below: dict[str, list[str]] = {}
-            for target in wider:
-                for node in self._forward(target, via):
-                    below.setdefault(node, []).append(target)
-            entries = {target: set().union(*(self.index.reaching(c, via) | set(self._dispatched(c))
-                                             for c in set(callers)))
-                       for target, callers in wider.items()}
-            onward = {target: {t for c in set(callers) for t in below.get(c, ())} for target, callers in wider.items()}
+            below = closures(list(wider), self._callees, via, self.index.dispatchers)
+            entries = [set().union(*(self.index.reaching(c, via) | set(self._dispatched(c)) for c in callers))
+                       for callers in wider.values()]
+            onward = [functools.reduce(operator.or_, (below.get(c, 0) for c in callers), 0)
+                      for callers in wider.values()]
             self.cache[key] = (below, entries, onward)
         return self.cache[key]
 
