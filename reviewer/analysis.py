@@ -230,7 +230,7 @@ def _follows(matcher: Matcher, hunk: Hunk, index: int) -> bool:
             continue
         text = line.text[:MAX_LINE]
         if any(p.search(text) for p in matcher.followed_by):
-            return not any(p.search(text) for p in matcher.exclude_patterns)
+            return matcher.any_exclude is None or not matcher.any_exclude.search(text)
     return False
 
 
@@ -240,7 +240,7 @@ def _candidates(matcher: Watch, patch: Patch, hunk: Hunk) -> list[int]:
     calls_count = rule.writes is not None
     if calls_count and not matcher.scope.may_write(hunk):
         return []
-    if rule.any_pattern is not None and not calls_count and not rule.any_pattern.search(hunk.changed_text):
+    if not calls_count and not rule.may_match(hunk.changed_text):
         return []  # the common case: nothing in this hunk can match
     if not calls_count and not any(matcher.function_matches(f) for f in hunk.changed_functions):
         return []
@@ -253,7 +253,7 @@ def _candidates(matcher: Watch, patch: Patch, hunk: Hunk) -> list[int]:
             table = matcher.scope.table_write(hunk, i)
             if table is None or table.kind == cpuidtable.OFFER:
                 continue
-        elif rule.any_pattern is not None and not rule.any_pattern.search(text):
+        elif not rule.may_match(text):
             continue
         if rule.any_exclude is not None and rule.any_exclude.search(text):
             continue

@@ -31,8 +31,9 @@ class Matcher:
     function_regexes: list[re.Pattern] = field(default_factory=list)
     exclude_functions: list[str] = field(default_factory=list)
     side: str = "added"
-    patterns: list[re.Pattern] = field(default_factory=list)
-    exclude_patterns: list[re.Pattern] = field(default_factory=list)
+    # the texts: each rule's are compiled once, as one alternation (any_pattern)
+    patterns: list[str] = field(default_factory=list)
+    exclude_patterns: list[str] = field(default_factory=list)
     predicates: list[str] = field(default_factory=list)
     # the line must be followed, within FOLLOW_WINDOW lines of its side, by a
     # line matching one of these (of kind followed_by_kind: context/added/any)
@@ -54,6 +55,18 @@ class Matcher:
         # one alternation each, multi-line so a hunk can be tested in one search
         self.any_pattern = _alternation(self.patterns)
         self.any_exclude = _alternation(self.exclude_patterns)
+        # strings one of which any match holds (None: no such set): a hunk
+        # without any of them is skipped before the regular expression runs
+        needs = [required_literals(p) for p in self.patterns]
+        self.any_literal = None if not needs or None in needs else tuple(sorted({n for ns in needs for n in ns}))
+
+    def may_match(self, text: str) -> bool:
+        """Can ``text`` (a line, or a hunk's changed lines) hold a match?"""
+        if self.any_pattern is None:
+            return True
+        if self.any_literal is not None and not any(n in text for n in self.any_literal):
+            return False
+        return self.any_pattern.search(text) is not None
 
     def file_matches(self, path: str) -> bool:
         return any(fnmatch.fnmatchcase(path, glob) for glob in self.files)
@@ -110,10 +123,10 @@ class RuleSet:
         raise InputError(f"no rule with id {rule_id!r} (see: kvm-review rules list)")
 
 
-def _alternation(patterns: list[re.Pattern]) -> re.Pattern | None:
+def _alternation(patterns: list[str]) -> re.Pattern | None:
     if not patterns:
         return None
-    return re.compile("|".join(f"(?:{p.pattern})" for p in patterns), re.M)
+    return re.compile("|".join(f"(?:{p})" for p in patterns), re.M)
 
 
 def _backtracks(items, inside_repeat: bool = False) -> bool:
@@ -143,6 +156,55 @@ def _backtracks(items, inside_repeat: bool = False) -> bool:
     return False
 
 
+MIN_LITERAL = 3  # shorter strings are in most lines: no use as a filter
+_needs_memo: dict[str, list[str] | None] = {}  # pattern -> required_literals(), kept in the pack's cache
+
+
+def required_literals(text: str) -> list[str] | None:
+    """Strings one of which every match of the pattern ``text`` contains
+    (``return -E(INVAL|BUSY)`` -> ``["return"]``), or None when the parsed
+    pattern gives none as long as MIN_LITERAL (a class, a wildcard, a
+    case-blind pattern)."""
+    if text not in _needs_memo:
+        from re import _parser
+
+        parsed = _parser.parse(text)
+        _needs_memo[text] = None if parsed.state.flags & re.IGNORECASE else _needs(parsed)
+    return _needs_memo[text]
+
+
+def _needs(items) -> list[str] | None:
+    """:func:`required_literals` of a parsed sequence: its best run of
+    literal characters, or the best set a mandatory group or an alternation
+    of such sequences requires (the longest shortest string wins)."""
+    from re import _constants as c
+
+    best: list[str] | None = None
+    run: list[str] = []
+
+    def consider(found: list[str] | None) -> None:
+        nonlocal best
+        if found and min(map(len, found)) >= MIN_LITERAL and (
+                best is None or min(map(len, found)) > min(map(len, best))):
+            best = sorted(set(found))
+
+    for op, arg in [*items, (None, None)]:
+        if op == c.LITERAL:
+            run.append(chr(arg))
+            continue
+        consider(["".join(run)] if run else None)
+        run = []
+        if op == c.SUBPATTERN and not arg[1] & re.IGNORECASE:  # (?i:...) matches other cases
+            consider(_needs(arg[-1]))
+        elif op == c.BRANCH:
+            branches = [_needs(branch) for branch in arg[1]]
+            if all(branches):
+                consider([n for branch in branches for n in branch])
+        elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT) and arg[0] >= 1:
+            consider(_needs(arg[2]))
+    return best
+
+
 def compile_pattern(text: str, where: str, check: bool = True) -> re.Pattern:
     """``text`` compiled; with ``check``, refused when too long, bad, or
     shaped to backtrack (a pack checked before, cached, skips the checks)."""
@@ -159,6 +221,13 @@ def compile_pattern(text: str, where: str, check: bool = True) -> re.Pattern:
     if _backtracks(_parser.parse(text)):
         raise InputError(f"{where}: pattern {text!r} nests quantifiers (catastrophic backtracking)")
     return compiled
+
+
+def _checked(texts: list[str], where: str, check: bool) -> list[str]:
+    """Pattern texts, each checked (:func:`compile_pattern`) unless the pack was before."""
+    for text in texts if check else ():
+        compile_pattern(text, where)
+    return texts
 
 
 def _strings(table: dict, key: str, where: str) -> list[str]:
@@ -210,8 +279,8 @@ def _matcher(table: dict, where: str, check: bool = True) -> Matcher:
         function_regexes=regexes,
         exclude_functions=_strings(table, "exclude_functions", where),
         side=side,
-        patterns=[compile_pattern(p, where, check) for p in _strings(table, "patterns", where)],
-        exclude_patterns=[compile_pattern(p, where, check) for p in _strings(table, "exclude_patterns", where)],
+        patterns=_checked(_strings(table, "patterns", where), where, check),
+        exclude_patterns=_checked(_strings(table, "exclude_patterns", where), where, check),
         predicates=preds,
         followed_by=[compile_pattern(p, where, check) for p in _strings(table, "followed_by", where)],
         followed_by_kind=_choice(table, "followed_by_kind", ("any", "context", "changed"), where),
@@ -292,7 +361,7 @@ def _user_files(directory: str) -> list[tuple[str, str]]:
     return out
 
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 def _cache_path() -> Path:
@@ -314,13 +383,16 @@ def _cached(key: str) -> list[dict] | None:
         cached = json.loads(_cache_path().read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return cached["tables"] if isinstance(cached, dict) and cached.get("key") == key else None
+    if not (isinstance(cached, dict) and cached.get("key") == key):
+        return None
+    _needs_memo.update(cached.get("needs", {}))
+    return cached["tables"]
 
 
 def _remember(key: str, tables: list[dict]) -> None:
     path = _cache_path()
     try:
-        text = json.dumps({"key": key, "tables": tables})
+        text = json.dumps({"key": key, "tables": tables, "needs": _needs_memo})
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text(text, encoding="utf-8")

@@ -177,3 +177,36 @@ def test_hostile_line_matched_under_the_cap(tmp_path, pattern, line):
     analysis.line_findings(rule, patch)
     assert time.monotonic() - start < 2
     assert len(line) > 50 * analysis.MAX_LINE
+
+
+@pytest.mark.parametrize("pattern, needs", [
+    (r"\breturn\s+-E(INVAL|BUSY)\b", ["return"]),  # the longest run wins over the shorter alternatives
+    (r"\b(r|ret)\s*=\s*-E(INVAL|NOTSUPP)\b", ["INVAL", "NOTSUPP"]),  # every branch long enough
+    (r"(WARN_ON|KVM_BUG_ON)\s*\(", ["KVM_BUG_ON", "WARN_ON"]),
+    (r"(foo)?ba\s+x", None),  # an optional group requires nothing; "ba" is too short
+    (r"(?i)cpuid_entry", None),  # case-blind: a literal would miss CPUID_ENTRY
+    (r"(?i:cpuid)_entry_set", ["_entry_set"]),
+    (r"->\s*e[abcd]x\s*=", None),  # classes and two-character runs only
+    (r"(kvm_(set|get)_msr|msr_data)+", ["kvm_", "msr_data"]),
+])
+def test_required_literals(pattern, needs):
+    assert rules.required_literals(pattern) == needs
+
+
+def test_the_literal_filter_never_hides_a_match_of_a_shipped_rule():
+    """Every line of every shipped rule's examples (and of the samples) that
+    the rule's patterns match holds one of its required strings."""
+    texts = [line[1:] for rule in rules.load().rules for example in (rule.fires, rule.passes)
+             for line in example.splitlines() if line[:1] in "+- "]
+    texts += [line[1:] for mbox in SAMPLES.glob("*.mbox")
+              for line in mbox.read_text(encoding="utf-8", errors="replace").splitlines() if line[:1] in "+- "]
+    checked = 0
+    for rule in rules.load().rules:
+        matcher = rule.matcher
+        if matcher is None or matcher.any_literal is None:
+            continue
+        for text in texts:
+            if matcher.any_pattern.search(text):
+                checked += 1
+                assert any(n in text for n in matcher.any_literal), (rule.id, text)
+    assert checked > 100
