@@ -12,9 +12,11 @@ recursively), then:
 Sets: ``old`` (the first 60, which earlier rules were tuned on), ``tune``
 and ``holdout`` (the second set, split before any of it was read by the
 Message-ID's SHA-256: ``tune`` for tuning, ``holdout`` reported untouched
-once, then used for tuning too), and ``fresh`` (a third set, collected and
-labelled by people who did not write rules, measured once with the rules
-as they stood: the honest figure).
+once, then used for tuning too), and ``fresh-tune``/``fresh-holdout`` (a
+third set, collected and labelled by people who did not write rules,
+measured once as a whole with the rules as they stood, then split the same
+way: ``fresh-holdout``'s figure before and after tuning on ``fresh-tune``
+is the honest one).
 
 Verdicts: cpuid-adjust, userspace-reject, userspace-warn are caught by an
 ABI finding (cpuid-adjust, userspace-reject or uapi category) at warning or
@@ -37,7 +39,7 @@ from reviewer.findings import ABI_CATEGORIES, severity_rank
 MANIFEST = Path(__file__).with_name("realmails.tsv")
 AT_WARNING = ("cpuid-adjust", "userspace-reject", "userspace-warn")
 AT_INFO = ("relaxation", "runtime-bits")
-SETS = ("old", "tune", "holdout", "fresh")
+SETS = ("old", "tune", "holdout", "fresh-tune", "fresh-holdout")
 
 
 @dataclass(frozen=True)
