@@ -45,7 +45,6 @@ _PRESET = re.compile(r"^\s*(?:r|ret|err|rc)\s*=\s*(-E\w+|\w+)\s*;")
 _RETURN_CALL = re.compile(r"^\s*return\s+[a-z_]\w*\s*\(")
 _CONDITION = re.compile(r"^\s*(if|else if)\b|^\s*(&&|\|\|)|(&&|\|\|)\s*$")
 _JUMP = re.compile(r"(break|goto \w+);")
-_ERR_LABEL = re.compile(r"goto\s+\w*(err|fail|bad|inval|unlock_e)\w*;")
 _AND_OR = re.compile(r"&&|\|\|")
 # ``x = kzalloc(...)``: what the condition ``!x`` tests is KVM's memory, not userspace's input
 _ALLOCATED = re.compile(r"^\s*([\w.>\[\]-]+)\s*=\s*\(?\s*\w*(?:alloc|get_free_page|get_zeroed_page)\w*\s*\(")
@@ -102,9 +101,9 @@ def _error_exit(hunk: Hunk, start: int, kind: str = "+", bare_jump_fails: bool =
     ``return -EINVAL;`` does; so does ``goto out;``/``break;`` unless the
     return value was last set to something that is not an error (ioctl
     dispatch presets ``r = -EFAULT`` and jumps out). With no preset in
-    sight, a jump fails when ``bare_jump_fails`` (an ioctl dispatcher's arm,
-    whose preset sits above the hunk) or when its label says so (``goto
-    err``): a ``break`` out of kvm_set_msr_common's switch returns 0.
+    sight, a ``goto`` fails (the preset sits above the hunk), and a
+    ``break`` only when ``bare_jump_fails`` (an ioctl dispatcher's arm): a
+    ``break`` out of kvm_set_msr_common's switch returns 0.
     Returns the index of the exiting line, or None. ``kind``: the side
     read, new ("+") or old ("-").
     """
@@ -120,7 +119,7 @@ def _error_exit(hunk: Hunk, start: int, kind: str = "+", bare_jump_fails: bool =
                 preset = _PRESET.search(hunk.lines[j].text)
                 if preset:
                     return i if preset.group(1).startswith("-E") else None
-            return i if bare_jump_fails or _ERR_LABEL.match(text) else None
+            return i if bare_jump_fails or text.startswith("goto") else None
         return None
     return None
 

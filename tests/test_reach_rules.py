@@ -132,3 +132,12 @@ def test_a_warn_on_a_host_fact_alone_is_quiet():
         "WARN_ON_ONCE(kvm_state->hdr.vmx.vmxon_pa == -1ull && kvm_state->flags)",
         "WARN_ON_ONCE(!vmx->nested.enlightened_vmcs_enabled)")
     assert found("", text) == [("userspace-reachable-warn", 6703, "vmx_set_nested_state")]
+
+
+def test_a_header_cut_by_gnu_diff_still_names_its_function():
+    # quilt and the stable queue use GNU diff -p: the header stops at 40 columns, mid-name
+    text = (DIFFS / "gnu-cut.diff").read_text()
+    assert found("", text) == [("userspace-reject-added", 5427, "kvm_vcpu_ioctl_x86_set_vcpu_events")]
+    # a cut word that starts two functions' names names neither
+    ambiguous = "static int       kvm_vcpu_ioctl_x86_set_"  # 40 columns; six functions start so
+    assert found("", text.replace("static int kvm_vcpu_ioctl_x86_set_vcpu_e", ambiguous)) == []

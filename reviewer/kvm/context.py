@@ -16,6 +16,7 @@ column 0, their braces sit alone at column 0, statements are indented.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -45,6 +46,8 @@ _NOT_A_DEF = re.compile(r"^(if|for|while|switch|return|do|else|case|typedef|goto
 # a parameter declaration: a type and a name (``struct kvm *kvm,``, ``u32 msr)``)
 _PARAM_RE = re.compile(r"^\s+(?:[A-Za-z_]\w*[\s*]+)+[A-Za-z_]\w*(\[\w*\])?\s*(,|\)\s*;?)\s*(/\*.*\*/)?$")
 HEADER_CUT = 79
+GNU_CUT = 40  # GNU diff -p (quilt, the stable queue) cuts the header here, often mid-name
+_CUT_NAME = re.compile(r"\b([A-Za-z_]\w{5,})$")
 _TYPE_WORDS = frozenset(
     "int void char short long unsigned signed bool float double sizeof typeof __typeof__"
     " u8 u16 u32 u64 s8 s16 s32 s64".split())
@@ -237,7 +240,7 @@ def _initial(header: str, lines: list[str], renames: dict[str, str] | None) -> _
         return _Machine(AT_TOP)
     if is_label(header):
         return _Machine(NOWHERE)
-    name = definition_name(header)
+    name = definition_name(header) or _completed(header)
     if not name:
         return _Machine(AT_TOP)
     name = (renames or {}).get(name, name)
@@ -261,6 +264,19 @@ def _initial(header: str, lines: list[str], renames: dict[str, str] | None) -> _
             return _Machine(Where(FUNCTION, name))
         return _Machine(AT_TOP)
     return _Machine(NOWHERE)
+
+
+def _completed(header: str) -> str | None:
+    """The function a header cut by GNU diff (``static int kvm_vcpu_ioctl_x86_set_vcpu_e``)
+    names: the one function of the shipped index whose name starts with the cut word."""
+    match = _CUT_NAME.search(header) if len(header) == GNU_CUT and "(" not in header else None
+    if not match:
+        return None
+    from reviewer.kvm import reach  # the index only for such a header
+
+    names = reach.load().index.names
+    found = [n for n in names[bisect.bisect_left(names, match.group(1)):][:2] if n.startswith(match.group(1))]
+    return found[0] if len(found) == 1 else None
 
 
 def _signature_close(paren: int, lines: list[str]) -> str | None:
