@@ -32,6 +32,8 @@ class Matcher(Protocol):
 
 LOOKBACK = 10
 _HOST_ONLY = re.compile(r"\bif\s*\(\s*(?:\w+(?:->|\.))?host(?:_initiated)?\s*\)")
+_HOST = r"(?:\w+(?:->|\.))?host(?:_initiated)?"
+_HOST_OR = re.compile(r"(?<!!)\b" + _HOST + r"\s*\|\||\|\|\s*" + _HOST + r"\b\s*(?:\)|\|\|)")  # host || x, x || host
 _SUCCESS = re.compile(r"^\s*return\s+(true|0)\s*;")
 _NOT_HOST = re.compile(r"!\s*(?:\w+(?:->|\.))?host(?:_initiated)?\b")
 _ERRNOS = r"-E(INVAL|2BIG|PERM|NXIO|OPNOTSUPP|BUSY|EXIST|RANGE|ACCES|NOTSUPP)\b"
@@ -366,8 +368,12 @@ def adds_host_exemption(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) 
     (``!msr_info->host_initiated &&`` in front of a failure or of the
     reserved bits it checks), where the lines they replace did not, or a
     new early success for them alone (``if (host_initiated) return true;``
-    in a validator, ``return 0;`` in a setter): KVM_SET_MSRS accepts more."""
+    in a validator, ``return 0;`` in a setter), or a test that now holds for
+    them whatever else (``host_initiated || guest_cpuid_has(...)``):
+    KVM_SET_MSRS accepts more."""
     old = " ".join(hunk.lines[i].text for i in _block(hunk, index) if hunk.lines[i].removed)
+    if old and _HOST_OR.search(hunk.lines[index].text) and "host" not in old:
+        return True  # (host_initiated || guest_cpuid_has(...)): true for the host whatever the guest has
     if _HOST_ONLY.search(hunk.lines[index].text):  # if (host_initiated) return true;
         after = [i for i in range(index + 1, len(hunk.lines)) if hunk.lines[i].kind in (" ", "+")][:1]
         return any(_SUCCESS.match(hunk.lines[i].text) for i in after)
