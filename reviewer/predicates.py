@@ -204,9 +204,26 @@ def _tests_allocation(hunk: Hunk, index: int) -> bool:
 
 def widens_error_condition(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """An added condition (or clause) leading to an existing error exit, with
-    more clauses than the lines it replaces: input accepted before now fails."""
+    more clauses than the lines it replaces, or one that fails host
+    accesses where the one it replaces failed the guest's alone: input
+    accepted before now fails."""
     clauses = _guarded_old_exit(matcher, hunk, index, patch)
-    return clauses is not None and clauses[0] > clauses[1]
+    return clauses is not None and (clauses[0] > clauses[1] or _host_now_fails(hunk, index))
+
+
+def _guest_only(text: str) -> bool:
+    """A condition that holds for the guest's accesses alone (``!host_initiated &&`` on the whole)."""
+    return bool(_NOT_HOST.search(text)) and "||" not in text
+
+
+def _host_now_fails(hunk: Hunk, index: int) -> bool:
+    """The run of changed lines around ``index`` replaces a guest-only
+    condition with one that holds for some host accesses too
+    (``!host && !has(X)`` -> ``!has(X) && !(host && data == 0)``)."""
+    block = _block(hunk, index)
+    old = " ".join(hunk.lines[i].text for i in block if hunk.lines[i].removed)
+    new = " ".join(hunk.lines[i].text for i in block if hunk.lines[i].added)
+    return _guest_only(old) and not _guest_only(new)
 
 
 def in_existing_struct(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
@@ -227,7 +244,7 @@ def changes_error_condition(matcher: Matcher, patch: Patch, hunk: Hunk, index: i
     with no more clauses (the widening case is :func:`widens_error_condition`)."""
     clauses = _guarded_old_exit(matcher, hunk, index, patch)
     block = _block(hunk, index)
-    return clauses is not None and clauses[0] <= clauses[1] and \
+    return clauses is not None and clauses[0] <= clauses[1] and not _host_now_fails(hunk, index) and \
         any(hunk.lines[i].removed and _CONDITION.search(hunk.lines[i].text) for i in block)
 
 

@@ -148,3 +148,13 @@ def test_a_test_that_now_holds_for_the_host_is_an_exemption():
     # the guest's own test widened the same way is no business of userspace
     text = (DIFFS / "host-exempt-or.diff").read_text().replace("(host_initiated || ", "(is_guest_mode(vcpu) || ")
     assert found("", text) == []
+
+
+def test_a_guest_only_failure_that_now_fails_host_writes_is_a_rejection():
+    # the rewritten label (`case X: {`) is no new MSR: its checks are not a new interface's
+    assert found("host-now-fails.diff") == [("userspace-reject-condition", 3529, "kvm_set_msr_common")]
+    # rewritten but still guest-only: nothing userspace does fails
+    text = (DIFFS / "host-now-fails.diff").read_text().replace(
+        "+\t\tif (!guest_cpuid_has(vcpu, X86_FEATURE_XSAVES) &&\n+\t\t    !(msr_info->host_initiated && !data))\n",
+        "+\t\tif (!msr_info->host_initiated &&\n+\t\t    !guest_cpu_cap_has(vcpu, X86_FEATURE_XSAVES))\n")
+    assert found("", text) == []

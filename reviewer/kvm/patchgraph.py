@@ -24,9 +24,18 @@ def called(text: str) -> list[str]:
 
 
 def in_new_case(hunk: Hunk, index: int) -> bool:
-    """Is line ``index`` inside a ``case`` arm whose label this patch adds?"""
+    """Is line ``index`` inside a ``case`` arm whose label this patch adds
+    (not one it rewrites: ``case X:`` becoming ``case X: {``)?"""
     label = hunk.case_labels[index]
-    return label is not None and hunk.lines[label].added
+    if label is None or not hunk.lines[label].added:
+        return False
+    name = _label(hunk.lines[label].text)
+    return not any(ln.removed and _label(ln.text) == name for ln in hunk.lines)
+
+
+def _label(text: str) -> str:
+    """``case MSR_IA32_XSS: {`` -> ``case MSR_IA32_XSS``."""
+    return " ".join(text.split(":", 1)[0].split())
 
 
 def _plain_calls(text: str) -> list[tuple[str, bool]]:
