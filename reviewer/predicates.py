@@ -38,11 +38,11 @@ _SUCCESS = re.compile(r"^\s*return\s+(true|0)\s*;")
 _NOT_HOST = re.compile(r"!\s*(?:\w+(?:->|\.))?host(?:_initiated)?\b")
 _ERRNOS = r"-E(INVAL|2BIG|PERM|NXIO|OPNOTSUPP|BUSY|EXIST|RANGE|ACCES|NOTSUPP)\b"
 # an error return; ``return 1`` is how MSR handlers fail a write
-_ERR_RETURN = re.compile(r"\breturn\s+(" + _ERRNOS + r"|KVM_MSR_RET_\w+|1\s*;)")
+_ERR_RETURN = re.compile(r"\breturn\s+(" + _ERRNOS + r"|KVM_MSR_RET_(?!OK\b)\w+|1\s*;)")
 _FALSE_RETURN = re.compile(r"\breturn\s+false\s*;")  # a validator saying no
 _ERR_ASSIGN = re.compile(r"\b(r|ret|err|rc)\s*=\s*" + _ERRNOS)
 # a failure stored for a later ``return r`` (``r = -EINVAL;``, an MSR handler's ``ret = 1;``)
-_FAIL_ASSIGN = re.compile(r"\b(r|ret|err|rc)\s*=\s*(" + _ERRNOS + r"|1\s*;|KVM_MSR_RET_\w+)")
+_FAIL_ASSIGN = re.compile(r"\b(r|ret|err|rc)\s*=\s*(" + _ERRNOS + r"|1\s*;|KVM_MSR_RET_(?!OK\b)\w+)")
 _PRESET = re.compile(r"^\s*(?:r|ret|err|rc)\s*=\s*(-E\w+|\w+)\s*;")
 _RETURN_CALL = re.compile(r"^\s*return\s+[a-z_]\w*\s*\(")
 _CONDITION = re.compile(r"^\s*(if|else if)\b|^\s*(&&|\|\|)|(&&|\|\|)\s*$")
@@ -339,6 +339,14 @@ def not_a_guard_moved(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) ->
     return not (condition and _same_guard_failed(patch, condition))
 
 
+def not_rewritten(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """The failure is not one the patch rewrites in place: ``return 1;``
+    becoming ``return KVM_MSR_RET_ERR;`` fails what it failed before."""
+    return not any(hunk.lines[i].removed and (_ERR_RETURN.search(hunk.lines[i].text)
+                                              or _FAIL_ASSIGN.search(hunk.lines[i].text))
+                   for i in _block(hunk, index))
+
+
 def not_moved_out(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """A removed error exit that the patch does not add back elsewhere
     (the same error code; for ``return 1``/``false``, the same condition):
@@ -428,6 +436,7 @@ def widens_mask(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
 LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
     "not_a_move": not_a_move,
     "not_a_guard_moved": not_a_guard_moved,
+    "not_rewritten": not_rewritten,
     "reaches_host_writes": reaches_host_writes,
     "widens_error_condition": widens_error_condition,
     "changes_error_condition": changes_error_condition,

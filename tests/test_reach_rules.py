@@ -158,3 +158,12 @@ def test_a_guest_only_failure_that_now_fails_host_writes_is_a_rejection():
         "+\t\tif (!guest_cpuid_has(vcpu, X86_FEATURE_XSAVES) &&\n+\t\t    !(msr_info->host_initiated && !data))\n",
         "+\t\tif (!msr_info->host_initiated &&\n+\t\t    !guest_cpu_cap_has(vcpu, X86_FEATURE_XSAVES))\n")
     assert found("", text) == []
+
+
+def test_a_failure_rewritten_in_place_fails_nothing_new():
+    assert found("msr-rewritten.diff") == []
+    # a success turned into a failure is one
+    text = (DIFFS / "msr-rewritten.diff").read_text().replace("-\t\t\treturn 1;", "-\t\t\treturn 0;")
+    assert [r for r, _, _ in found("", text)] == ["userspace-reject-msr"]
+    # KVM_MSR_RET_OK is no failure
+    assert found("", text.replace("_ERR;", "_OK;")) == []
