@@ -340,11 +340,12 @@ def not_a_guard_moved(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) ->
 
 
 def not_rewritten(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
-    """The failure is not one the patch rewrites in place: ``return 1;``
-    becoming ``return KVM_MSR_RET_ERR;`` fails what it failed before."""
-    return not any(hunk.lines[i].removed and (_ERR_RETURN.search(hunk.lines[i].text)
-                                              or _FAIL_ASSIGN.search(hunk.lines[i].text))
-                   for i in _block(hunk, index))
+    """The failure is not one the patch rewrites in place under the same
+    condition: ``return 1;`` becoming ``return KVM_MSR_RET_ERR;`` fails what
+    it failed before (a changed condition around it still counts)."""
+    block = [hunk.lines[i] for i in _block(hunk, index)]
+    rewritten = any(ln.removed and (_ERR_RETURN.search(ln.text) or _FAIL_ASSIGN.search(ln.text)) for ln in block)
+    return not rewritten or any(_CONDITION.search(ln.text) for ln in block)
 
 
 def not_moved_out(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:

@@ -167,3 +167,9 @@ def test_a_failure_rewritten_in_place_fails_nothing_new():
     assert [r for r, _, _ in found("", text)] == ["userspace-reject-msr"]
     # KVM_MSR_RET_OK is no failure
     assert found("", text.replace("_ERR;", "_OK;")) == []
+    # rewritten under a wider condition: the failure is new for the values it adds
+    wider = (DIFFS / "msr-rewritten.diff").read_text().replace(
+        " \t\tif (is_noncanonical_msr_address(data, vcpu))\n",
+        "-\t\tif (is_noncanonical_msr_address(data, vcpu))\n"
+        "+\t\tif (is_noncanonical_msr_address(data, vcpu) || (data & 0xfff))\n")
+    assert "userspace-reject-msr" in [r for r, _, _ in found("", wider)]
