@@ -384,9 +384,43 @@ def not_readded(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
 
 
 def not_a_new_interface(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
-    """Not in a ``case`` arm this patch adds: the argument checks of a new
-    ioctl, capability or attribute reject nothing that worked before."""
-    return not in_new_case(hunk, index)
+    """Not in a ``case`` arm this patch adds, nor under a condition on state
+    only such an arm sets (a field the patch declares and its new arm
+    assigns: ``if (id >= kvm->arch.max_vcpu_ids)`` with a new
+    KVM_CAP_MAX_VCPU_ID): the argument checks of a new ioctl, capability
+    or attribute reject nothing that worked before."""
+    if in_new_case(hunk, index):
+        return False
+    fields = _new_interface_state(patch)
+    if not fields:
+        return True
+    condition = _guard(hunk, index) + " " + _statement(hunk, index, hunk.lines[index].kind)
+    return not any(m.group(1) in fields for m in _MEMBER.finditer(condition))
+
+
+_MEMBER = re.compile(r"(?:->|\.)\s*(\w+)")
+_DECLARED = re.compile(r"^\s+[A-Za-z_][\w\s*]*?\b(\w+)\s*(?:\[[^\]]*\])?\s*;")
+_ASSIGNED = re.compile(r"(?:->|\.)\s*(\w+)\s*=[^=]")
+_interface_state: list = [None, set()]  # [the patch last asked about, its answer]: rules ask patch by patch
+
+
+def _new_interface_state(patch: Patch) -> set[str]:
+    """Fields the patch declares (an added member line in a header) and
+    assigns inside a ``case`` arm it adds."""
+    if _interface_state[0] is not patch:
+        declared, assigned = set(), set()
+        for f in patch.files:
+            for h in f.hunks:
+                for i in h.changed:
+                    line = h.lines[i]
+                    if not line.added:
+                        continue
+                    if f.path.endswith(".h") and (m := _DECLARED.match(line.text)):
+                        declared.add(m.group(1))
+                    elif in_new_case(h, i):
+                        assigned.update(_ASSIGNED.findall(line.text))
+        _interface_state[:] = [patch, declared & assigned]
+    return _interface_state[1]
 
 
 def adds_host_exemption(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:

@@ -173,3 +173,11 @@ def test_a_failure_rewritten_in_place_fails_nothing_new():
         "-\t\tif (is_noncanonical_msr_address(data, vcpu))\n"
         "+\t\tif (is_noncanonical_msr_address(data, vcpu) || (data & 0xfff))\n")
     assert "userspace-reject-msr" in [r for r, _, _ in found("", wider)]
+
+
+def test_a_check_on_state_only_a_new_capability_sets_rejects_nothing_that_worked():
+    assert found("new-cap-state.diff") == []
+    # the same check on a field that existed before rejects vCPU ids that worked
+    text = (DIFFS / "new-cap-state.diff").read_text().replace("+\tif (id < kvm->arch.lowest_vcpu_id)",
+                                                               "+\tif (id < kvm->arch.bsp_vcpu_id)")
+    assert found("", text) == [("userspace-reject-added", 11519, "kvm_arch_vcpu_precreate")]
