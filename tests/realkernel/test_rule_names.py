@@ -105,8 +105,9 @@ def test_rule_pattern_names_exist(tree_text):
             continue
         matcher = rule.matcher
         names = set()
-        for pattern in matcher.patterns + matcher.exclude_patterns + matcher.followed_by + matcher.within:
-            names |= literals(pattern.pattern)
+        texts = matcher.patterns + matcher.exclude_patterns + [p.pattern for p in matcher.followed_by + matcher.within]
+        for text in texts:
+            names |= literals(text)
         checked += len(names)
         problems += _problems(rule, names, lambda n: re.search(rf"\b{n}" if n.endswith("_") else rf"{n}",
                                                                tree_text) is not None)
