@@ -157,6 +157,20 @@ class Scope:
                   if (rank := entry_rank(e, globs)) is not None]
         return [e for _, e in sorted(ranked)]
 
+    def nearest(self, function: str | None, globs: tuple[str, ...], via: str) -> set[str]:
+        """The entries matching ``globs`` with the shortest path to ``function``:
+        the ioctl it serves, not one the over-approximated graph also finds."""
+        key = ("nearest", function, globs, via)
+        if key not in self._paths:
+            def wanted(entry: str) -> bool:
+                return entry_rank(entry, globs) is not None
+
+            found = set()
+            if function is not None and self.reached(function, globs, via):
+                found = self.base().nearest(function, via, wanted) or self.model().nearest(function, via, wanted)
+            self._paths[key] = found
+        return self._paths[key]
+
     def path(self, function: str | None, globs: tuple[str, ...], via: str) -> list[str] | None:
         """The shortest path to ``function`` from the first preferred entry,
         for a finding's why."""
@@ -209,6 +223,13 @@ class Watch:
 
     def dispatches(self, name: str | None) -> bool:
         return name is not None and self.scope.base().dispatches(name)
+
+    def shares_entry(self, one: str | None, other: str | None) -> bool:
+        if one == other or not self.matcher.reachable_from:
+            return True
+        globs, via = tuple(self.matcher.reachable_from), self.matcher.reach_via
+        first, second = self.scope.nearest(one, globs, via), self.scope.nearest(other, globs, via)
+        return not first or not second or not first.isdisjoint(second)
 
     def reach_path(self, name: str | None) -> list[str] | None:
         return self.scope.path(name, tuple(self.matcher.reachable_from), self.matcher.reach_via)

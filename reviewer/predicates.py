@@ -29,6 +29,11 @@ class Matcher(Protocol):
         """Is ``name`` an ioctl dispatcher (its arms preset an error, then
         ``break``)?"""
 
+    def shares_entry(self, one: str | None, other: str | None) -> bool:
+        """Can one entry point the rule watches reach both functions (true
+        when either is unknown)? A check moved from KVM_SET_VCPU_EVENTS to
+        KVM_RUN is no move for the VMM that now fails KVM_RUN."""
+
 
 LOOKBACK = 10
 _HOST_ONLY = re.compile(r"\bif\s*\(\s*(?:\w+(?:->|\.))?host(?:_initiated)?\s*\)")
@@ -299,8 +304,10 @@ def _same_guard_failed(patch: Patch, guard: str) -> bool:
 
 def not_a_move(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """The patch does not take out an error exit of the same kind in a
-    function the rule watches: a check moved from a helper into the ioctl,
-    or a blanket rejection narrowed to a new helper, is not a new rejection.
+    function the rule watches and an entry point reaches along with this
+    one: a check moved from a helper into the ioctl, or a blanket rejection
+    narrowed to a new helper, is not a new rejection; a check moved to
+    another ioctl is.
 
     Same kind: the same error code as the line's own (or its guarded
     exit's); for a line without one (a call), any error exit. Nor does it
@@ -325,7 +332,7 @@ def not_a_move(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
             continue
         watched = ln is not line and (matcher.function_matches(ln.function) or wanted & _errors(ln.text)
                                       or any(ln is other for other in hunk.lines))  # replaced in place
-        if watched and (not wanted or wanted & _errors(ln.text)):
+        if watched and (not wanted or wanted & _errors(ln.text)) and matcher.shares_entry(ln.function, line.function):
             return False
     return True
 

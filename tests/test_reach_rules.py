@@ -181,3 +181,12 @@ def test_a_check_on_state_only_a_new_capability_sets_rejects_nothing_that_worked
     text = (DIFFS / "new-cap-state.diff").read_text().replace("+\tif (id < kvm->arch.lowest_vcpu_id)",
                                                                "+\tif (id < kvm->arch.bsp_vcpu_id)")
     assert found("", text) == [("userspace-reject-added", 11519, "kvm_arch_vcpu_precreate")]
+
+
+def test_a_check_moved_to_another_ioctl_fails_that_ioctl():
+    # from KVM_SET_MP_STATE to KVM_RUN: a VMM whose KVM_RUN worked now fails it
+    assert found("moved-to-run.diff") == [("userspace-reject-added", 11196, "kvm_arch_vcpu_ioctl_run")]
+    # moved within the function it guarded: nothing new fails
+    text = (DIFFS / "moved-to-run.diff").read_text().replace(
+        "@@ int kvm_arch_vcpu_ioctl_run(struct kvm_vcpu *vcpu)", "@@ int kvm_arch_vcpu_ioctl_set_mpstate(struct kvm_vcpu *vcpu,")
+    assert found("", text) == []

@@ -16,7 +16,7 @@ import hashlib
 import operator
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +46,7 @@ ALIASES = {
     "__set_sregs2": "kvm_vcpu_ioctl_x86_set_sregs2",
     "vmx_compute_secondary_exec_control": "vmx_secondary_exec_control",  # 5.x
     "kvm_apply_cpuid_pv_features_quirk": "kvm_update_pv_runtime",  # trees after 6.12
+    "kvm_x86_vcpu_pre_run": "kvm_arch_vcpu_ioctl_run",  # split out of it after 6.12
     "kvm_valid_sregs": "kvm_is_valid_sregs",  # 5.x
     "kvm_valid_cr4": "kvm_is_valid_cr4",
     "vmx_create_vcpu": "vmx_vcpu_create",  # before 5.x's vcpu_create rename
@@ -54,6 +55,8 @@ ALIASES = {
     "kvm_get_msr_feature": "kvm_get_feature_msr",  # before 6.10
     "vmx_feature_control_msr_valid": "is_vmx_feature_control_msr_valid",
     "vcpu_get_supported_xcr0": "cpuid_get_supported_xcr0",  # 6.2 - 6.5
+    "svm_vm_copy_asid_from": "sev_vm_copy_enc_context_from",  # 5.14 - 5.15
+    "svm_vm_migrate_from": "sev_vm_move_enc_context_from",
 }
 
 
@@ -194,6 +197,24 @@ class Model:
                         following.append(caller)
             level = sorted(following, key=order)
             depth += 1
+
+    def nearest(self, func: str, via: str, wanted: Callable[[str], bool]) -> set[str]:
+        """The ``wanted`` entries with the shortest paths to ``func``: the ioctl it serves,
+        not one the over-approximated graph finds the long way round."""
+        name = self._canonical(func)
+        found = {e for e in self._dispatched(name) if wanted(e)} if name in self.index.dispatchers else set()
+        if found:
+            return found
+        roots = self._roots()
+        reached_at = None
+        for depth, node in self._walk(name, via, {}):
+            if reached_at is not None and depth > reached_at:
+                break
+            for start, _, used in roots.get(node, ()):
+                if (used or via == "any") and wanted(start):
+                    found.add(start)
+                    reached_at = depth
+        return found
 
     def path(self, func: str, via: str = "any", entry: str | None = None) -> list[str] | None:
         """The shortest path from an entry point (``entry`` if given) to ``func``: entry name
