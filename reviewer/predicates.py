@@ -110,24 +110,30 @@ def _error_exit(hunk: Hunk, start: int, kind: str = "+", bare_jump_fails: bool =
     dispatch presets ``r = -EFAULT`` and jumps out). With no preset in
     sight, a ``goto`` fails (the preset sits above the hunk), and a
     ``break`` only when ``bare_jump_fails`` (an ioctl dispatcher's arm): a
-    ``break`` out of kvm_set_msr_common's switch returns 0.
-    Returns the index of the exiting line, or None. ``kind``: the side
+    ``break`` out of kvm_set_msr_common's switch returns 0. In a braced
+    block the exit may come after other statements (``*code = X; return
+    -EINVAL;``). Returns the index of the exiting line, or None. ``kind``: the side
     read, new ("+") or old ("-").
     """
     side = [i for i in range(len(hunk.lines)) if hunk.lines[i].kind in (" ", kind)]
-    for i in [i for i in side if i > start][:LOOKBACK]:
-        text = hunk.lines[i].text.strip()
+    braced = False  # in a { } block the exit may follow other statements
+    for i in [i for i in side if i >= start][:LOOKBACK]:
+        text = _COMMENT_TAIL.sub("", hunk.lines[i].text).strip()
         if not text.endswith(";"):
+            braced = braced or text.endswith("{")
+            if braced and text.startswith("}"):
+                return None
             continue  # the rest of the condition
         if _ERR_RETURN.search(text) or _FAIL_ASSIGN.search(text):
             return i
         if _JUMP.match(text):
-            for j in [j for j in side if j < start][::-1]:
+            for j in [j for j in side if j < i][::-1]:  # the block's own preset first
                 preset = _PRESET.search(hunk.lines[j].text)
                 if preset:
                     return i if preset.group(1).startswith("-E") else None
             return i if bare_jump_fails or text.startswith("goto") else None
-        return None
+        if not braced:
+            return None
     return None
 
 
@@ -181,7 +187,7 @@ def _guarded_old_exit(matcher: Matcher, hunk: Hunk, index: int, patch: Patch) \
     if exit_line.added and (_ERR_RETURN.search(exit_line.text) or _FAIL_ASSIGN.search(exit_line.text)):
         return None
     if _JUMP.match(exit_line.text.strip()):
-        preset = next((j for j in _side_lines(hunk, index)[::-1] if _PRESET.search(hunk.lines[j].text)), None)
+        preset = next((j for j in _side_lines(hunk, exit_at)[::-1] if _PRESET.search(hunk.lines[j].text)), None)
         if preset is not None and hunk.lines[preset].added:
             return None
     if _tests_allocation(hunk, index):

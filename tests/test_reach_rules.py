@@ -188,5 +188,17 @@ def test_a_check_moved_to_another_ioctl_fails_that_ioctl():
     assert found("moved-to-run.diff") == [("userspace-reject-added", 11196, "kvm_arch_vcpu_ioctl_run")]
     # moved within the function it guarded: nothing new fails
     text = (DIFFS / "moved-to-run.diff").read_text().replace(
-        "@@ int kvm_arch_vcpu_ioctl_run(struct kvm_vcpu *vcpu)", "@@ int kvm_arch_vcpu_ioctl_set_mpstate(struct kvm_vcpu *vcpu,")
+        "@@ int kvm_arch_vcpu_ioctl_run(struct kvm_vcpu *vcpu)",
+        "@@ int kvm_arch_vcpu_ioctl_set_mpstate(struct kvm_vcpu *vcpu,")
     assert found("", text) == []
+
+
+def test_the_exit_of_a_braced_block_may_follow_other_statements():
+    # `{ *code = X; return -EINVAL; }`: dropping `from_vmentry &&` fails KVM_SET_NESTED_STATE more often
+    [finding] = review("braced-exit.diff")
+    assert (finding.rule, finding.line, finding.function) == ("userspace-reject-condition", 2759, "prepare_vmcs02")
+    assert finding.evidence[0].startswith("reached from KVM_SET_NESTED_STATE via ")
+    # the other way round narrows it
+    text = (DIFFS / "braced-exit.diff").read_text().replace("-\tif", "+\tIF").replace("+\tif", "-\tif").replace(
+        "+\tIF", "+\tif")
+    assert found("", text) == [("userspace-reject-condition-changed", 2759, "prepare_vmcs02")]
