@@ -272,7 +272,7 @@ def _candidates(matcher: Watch, patch: Patch, hunk: Hunk) -> list[int]:
         table = None
         if calls_count:
             table = matcher.scope.table_write(hunk, i)
-            if table is None or table.kind == cpuidtable.OFFER:
+            if table is None or table.kind in cpuidtable.NOT_THE_TABLE:
                 continue
         elif not rule.may_match(text):
             continue

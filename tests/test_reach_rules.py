@@ -202,3 +202,12 @@ def test_the_exit_of_a_braced_block_may_follow_other_statements():
     text = (DIFFS / "braced-exit.diff").read_text().replace("-\tif", "+\tIF").replace("+\tif", "-\tif").replace(
         "+\tIF", "+\tif")
     assert found("", text) == [("userspace-reject-condition-changed", 2759, "prepare_vmcs02")]
+
+
+def test_filling_a_buffer_kvm_just_allocated_adjusts_no_table():
+    # KVM_SET_CPUID copies userspace's entries into a fresh array: no adjustment
+    assert found("copy-buffer.diff") == []
+    # the same writes into the vCPU's table are
+    text = (DIFFS / "copy-buffer.diff").read_text().replace(
+        "e2 = kvmalloc_array(cpuid->nent, sizeof(*e2), GFP_KERNEL_ACCOUNT);", "e2 = vcpu->arch.cpuid_entries;")
+    assert {r for r, _, _ in found("", text)} == {"cpuid-adjust-changed"}

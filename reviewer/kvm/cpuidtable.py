@@ -5,7 +5,9 @@ function it sits in: ``p->ecx &= ...`` or ``cpuid_entry_clear(p, ...)``
 where ``p`` came from ``kvm_find_cpuid_entry*()`` / ``cpuid_entry2_find()``
 (the table userspace set with KVM_SET_CPUID2, or the incoming one being
 checked) or points into ``vcpu->arch.cpuid_entries``. The same write on an
-entry of what KVM offers (``do_host_cpuid()``, ``array->entries``) is not.
+entry of what KVM offers (``do_host_cpuid()``, ``array->entries``), or of
+a buffer KVM just allocated (``kvmalloc_array()``, ``vmemdup_user()``:
+userspace's input being copied), is not.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 VCPU = "vcpu"  # the stored (or incoming) table userspace set
 OFFER = "offer"  # KVM_GET_SUPPORTED_CPUID's array
 UNKNOWN = "unknown"  # assigned out of sight (an earlier hunk, a parameter)
+BUFFER = "buffer"  # memory KVM just allocated or copied from userspace: filled before it becomes any table
+NOT_THE_TABLE = (OFFER, BUFFER)
 
 _PTR = r"(?P<ptr>[A-Za-z_]\w*)(?:\s*\[[^\]]{0,40}\])?"
 _REG_WRITE = re.compile(_PTR + r"\s*(?:->|\.)\s*e[abcd]x\s*(?:[-+&|^]|<<|>>)?=(?!=)")
@@ -24,12 +28,13 @@ _HELPER_WRITE = re.compile(r"\bcpuid_entry_(?:set|clear|change|override)\s*\(\s*
 _GUEST_CLEAR = re.compile(r"\bguest_cpuid_clear\s*\(")
 _VCPU_ORIGIN = re.compile(r"\b(?:__)?kvm_find_cpuid_entry\w*\s*\(|\bcpuid_entry2_find\s*\(|\barch\.cpuid_entries\b")
 _OFFER_ORIGIN = re.compile(r"\bdo_host_cpuid\s*\(|\barray->entries\b|\bkvm_cpuid_array\b")
+_BUFFER_ORIGIN = re.compile(r"\b\w*(?:alloc\w*|memdup_user)\s*\(")
 LOOKBACK = 60  # lines searched back for the pointer's assignment
 
 
 @dataclass(frozen=True)
 class Origin:
-    kind: str  # VCPU | OFFER | UNKNOWN
+    kind: str  # VCPU | OFFER | BUFFER | UNKNOWN
     pointer: str  # the entry pointer, or the helper called (``helper`` set)
     text: str = ""  # the assignment, one line, when seen
     helper: bool = False  # a call to a function that writes the table
@@ -83,6 +88,8 @@ def origin(before: list[str], pointer: str) -> Origin:
                 return Origin(VCPU, pointer, " ".join(text.split())[:100])
             if _OFFER_ORIGIN.search(text):
                 return Origin(OFFER, pointer, " ".join(text.split())[:100])
+            if _BUFFER_ORIGIN.search(text):
+                return Origin(BUFFER, pointer, " ".join(text.split())[:100])
             return Origin(UNKNOWN, pointer, " ".join(text.split())[:100])
     return Origin(UNKNOWN, pointer)
 
