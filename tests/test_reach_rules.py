@@ -211,3 +211,8 @@ def test_filling_a_buffer_kvm_just_allocated_adjusts_no_table():
     text = (DIFFS / "copy-buffer.diff").read_text().replace(
         "e2 = kvmalloc_array(cpuid->nent, sizeof(*e2), GFP_KERNEL_ACCOUNT);", "e2 = vcpu->arch.cpuid_entries;")
     assert {r for r, _, _ in found("", text)} == {"cpuid-adjust-changed"}
+
+
+def test_what_kvm_offers_for_hyper_v_is_no_adjustment():
+    # KVM_GET_SUPPORTED_HV_CPUID fills a table for userspace to pick from
+    assert found("hv-offer.diff") == []
