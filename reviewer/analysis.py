@@ -34,6 +34,7 @@ class Scope:
         self._model = None
         self._entries: dict = {}
         self._paths: dict = {}
+        self._nearest: dict = {}
         self._writers: tuple | None = None
         self._writes: dict = {}  # (hunk, line) -> what the line writes (hunks live as long as the scope)
         self._writer_names: set[str] | None = None
@@ -160,16 +161,16 @@ class Scope:
     def nearest(self, function: str | None, globs: tuple[str, ...], via: str) -> set[str]:
         """The entries matching ``globs`` with the shortest path to ``function``:
         the ioctl it serves, not one the over-approximated graph also finds."""
-        key = ("nearest", function, globs, via)
-        if key not in self._paths:
+        key = (function, globs, via)
+        if key not in self._nearest:
             def wanted(entry: str) -> bool:
                 return entry_rank(entry, globs) is not None
 
             found = set()
             if function is not None and self.reached(function, globs, via):
                 found = self.base().nearest(function, via, wanted) or self.model().nearest(function, via, wanted)
-            self._paths[key] = found
-        return self._paths[key]
+            self._nearest[key] = found
+        return self._nearest[key]
 
     def path(self, function: str | None, globs: tuple[str, ...], via: str) -> list[str] | None:
         """The shortest path to ``function`` from the first preferred entry,
