@@ -414,13 +414,15 @@ def not_a_new_interface(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) 
 _MEMBER = re.compile(r"(?:->|\.)\s*(\w+)")
 _DECLARED = re.compile(r"^\s+[A-Za-z_][\w\s*]*?\b(\w+)\s*(?:\[[^\]]*\])?\s*;")
 _ASSIGNED = re.compile(r"(?:->|\.)\s*(\w+)\s*=[^=]")
-_interface_state: list = [None, set()]  # [the patch last asked about, its answer]: rules ask patch by patch
+_interface_state: tuple = (None, frozenset())  # (the patch last asked about, its answer): rules ask patch by patch
 
 
-def _new_interface_state(patch: Patch) -> set[str]:
+def _new_interface_state(patch: Patch) -> frozenset[str]:
     """Fields the patch declares (an added member line in a header) and
     assigns inside a ``case`` arm it adds."""
-    if _interface_state[0] is not patch:
+    global _interface_state
+    last = _interface_state  # one read: another thread may replace it meanwhile
+    if last[0] is not patch:
         declared, assigned = set(), set()
         for f in patch.files:
             for h in f.hunks:
@@ -432,8 +434,8 @@ def _new_interface_state(patch: Patch) -> set[str]:
                         declared.add(m.group(1))
                     elif in_new_case(h, i):
                         assigned.update(_ASSIGNED.findall(line.text))
-        _interface_state[:] = [patch, declared & assigned]
-    return _interface_state[1]
+        last = _interface_state = (patch, frozenset(declared & assigned))
+    return last[1]
 
 
 def adds_host_exemption(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
