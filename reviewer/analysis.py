@@ -73,7 +73,8 @@ class Scope:
                     continue
                 for hunk in fdiff.hunks:
                     texts = [ln.text[:MAX_LINE] for ln in hunk.lines]
-                    if any(w in t for t in texts for w in _TABLE_WORDS):
+                    joined = "\n".join(texts)
+                    if any(w in joined for w in _TABLE_WORDS):
                         for side, into in (("+", after), ("-", before)):
                             lines = [(ln.function, t) for ln, t in zip(hunk.lines, texts) if ln.kind in (" ", side)]
                             for function, group in groupby(lines, key=lambda pair: pair[0]):

@@ -64,8 +64,12 @@ class Matcher:
         """Can ``text`` (a line, or a hunk's changed lines) hold a match?"""
         if self.any_pattern is None:
             return True
-        if self.any_literal is not None and not any(n in text for n in self.any_literal):
-            return False
+        if self.any_literal is not None:
+            for needed in self.any_literal:  # a loop: this runs for every changed line
+                if needed in text:
+                    break
+            else:
+                return False
         return self.any_pattern.search(text) is not None
 
     def file_matches(self, path: str) -> bool:

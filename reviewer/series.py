@@ -67,6 +67,18 @@ class Hunk:
         return {self.lines[i].function for i in self.changed}
 
     @functools.cached_property
+    def adds_case_label(self) -> bool:
+        """Does an added line open a ``case``/``default`` arm?"""
+        return any(self.lines[i].added and _CASE_LABEL.match(self.lines[i].text) for i in self.changed)
+
+    @functools.cached_property
+    def removed_labels(self) -> frozenset[str]:
+        """The ``case X``/``default`` labels of the hunk's removed lines,
+        spaces squeezed (``case X: {`` rewriting ``case X:`` adds no arm)."""
+        return frozenset(" ".join(m.group(1).split()) for i in self.changed
+                         if self.lines[i].removed and (m := _CASE_LABEL.match(self.lines[i].text)))
+
+    @functools.cached_property
     def case_labels(self) -> list[int | None]:
         """For each line, the index of the nearest ``case ...:``/``default:``
         label above it on its side of the hunk (None past a function's end

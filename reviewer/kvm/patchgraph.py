@@ -26,16 +26,12 @@ def called(text: str) -> list[str]:
 def in_new_case(hunk: Hunk, index: int) -> bool:
     """Is line ``index`` inside a ``case`` arm whose label this patch adds
     (not one it rewrites: ``case X:`` becoming ``case X: {``)?"""
+    if not hunk.adds_case_label:
+        return False  # the common case, without reading the hunk's arms
     label = hunk.case_labels[index]
     if label is None or not hunk.lines[label].added:
         return False
-    name = _label(hunk.lines[label].text)
-    return not any(ln.removed and _label(ln.text) == name for ln in hunk.lines)
-
-
-def _label(text: str) -> str:
-    """``case MSR_IA32_XSS: {`` -> ``case MSR_IA32_XSS``."""
-    return " ".join(text.split(":", 1)[0].split())
+    return " ".join(hunk.lines[label].text.split(":", 1)[0].split()) not in hunk.removed_labels
 
 
 def _plain_calls(text: str) -> list[tuple[str, bool]]:
