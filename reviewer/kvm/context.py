@@ -76,7 +76,7 @@ def definition_name(line: str) -> str | None:
     head, paren, rest = code.partition("(")
     if not paren or "=" in head or "[" in head or rest.lstrip().startswith("*"):
         return None
-    if "=" in _outside_parens(code):
+    if "=" in code and "=" in _outside_parens(code):  # (no "=" at all: the common case, cheaply)
         return None
     match = _IDENT_BEFORE_PAREN.search(head)
     if not match or match.group(1) in _TYPE_WORDS:
