@@ -252,7 +252,7 @@ def _follows(matcher: Matcher, hunk: Hunk, index: int) -> bool:
         if wanted == "changed" and line.kind == " ":
             continue
         text = line.text[:MAX_LINE]
-        if any(p.search(text) for p in matcher.followed_by):
+        if matcher.any_followed.search(text):
             return matcher.any_exclude is None or not matcher.any_exclude.search(text)
     return False
 
@@ -265,6 +265,8 @@ def _candidates(matcher: Watch, patch: Patch, hunk: Hunk) -> list[int]:
         return []
     if not calls_count and not rule.may_match(hunk.changed_text):
         return []  # the common case: nothing in this hunk can match
+    if rule.any_followed is not None and not rule.any_followed.search(hunk.text):
+        return []  # nothing in the hunk can be the line that must follow
     if not calls_count and not any(matcher.function_matches(f) for f in hunk.changed_functions):
         return []
     found = []

@@ -64,6 +64,19 @@ _AGGREGATE_OPEN = re.compile(r"^(?:struct|union)\s+\w+\s*\{")
 _PADDING = re.compile(r"\b\w*(?:pad|reserved|rsvd|unused)\w*\s*\[")
 
 
+_memo: tuple = (None, {})  # (the patch last asked about, what predicates learnt of it): rules ask patch by patch
+
+
+def _patch_memo(patch: Patch) -> dict:
+    """A dict that lives as long as ``patch`` is the one asked about (one
+    read of the slot: another thread may replace it meanwhile)."""
+    global _memo
+    last = _memo
+    if last[0] is not patch:
+        last = _memo = (patch, {})
+    return last[1]
+
+
 def _side_lines(hunk: Hunk, index: int) -> list[int]:
     """Indexes of the lines before ``index`` that its side of the hunk sees."""
     kind = hunk.lines[index].kind
@@ -176,7 +189,17 @@ def _guarded_old_exit(matcher: Matcher, hunk: Hunk, index: int, patch: Patch) \
     did not add itself (neither the error return nor a jump's error preset):
     (breadth added, breadth removed) in its run of changed lines (:func:`_breadth`), counting
     what a changed helper it now calls adds (:func:`_helper_widening`). A
-    new error exit is userspace-reject-added's to report, not a condition's."""
+    new error exit is userspace-reject-added's to report, not a condition's.
+    Several rules ask about the same line: answered once a patch."""
+    memo = _patch_memo(patch)
+    key = ("old exit", id(hunk), index)
+    if key not in memo:
+        memo[key] = _old_exit_breadths(matcher, hunk, index, patch)
+    return memo[key]
+
+
+def _old_exit_breadths(matcher: Matcher, hunk: Hunk, index: int, patch: Patch) \
+        -> tuple[tuple[int, int], tuple[int, int]] | None:
     line = hunk.lines[index]
     if not line.added or not _CONDITION.search(line.text):
         return None
@@ -414,15 +437,11 @@ def not_a_new_interface(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) 
 _MEMBER = re.compile(r"(?:->|\.)\s*(\w+)")
 _DECLARED = re.compile(r"^\s+[A-Za-z_][\w\s*]*?\b(\w+)\s*(?:\[[^\]]*\])?\s*;")
 _ASSIGNED = re.compile(r"(?:->|\.)\s*(\w+)\s*=[^=]")
-_interface_state: tuple = (None, frozenset())  # (the patch last asked about, its answer): rules ask patch by patch
-
-
 def _new_interface_state(patch: Patch) -> frozenset[str]:
     """Fields the patch declares (an added member line in a header) and
     assigns inside a ``case`` arm it adds."""
-    global _interface_state
-    last = _interface_state  # one read: another thread may replace it meanwhile
-    if last[0] is not patch:
+    memo = _patch_memo(patch)
+    if "fields" not in memo:
         declared, assigned = set(), set()
         for f in patch.files:
             for h in f.hunks:
@@ -434,8 +453,8 @@ def _new_interface_state(patch: Patch) -> frozenset[str]:
                         declared.add(m.group(1))
                     elif in_new_case(h, i):
                         assigned.update(_ASSIGNED.findall(line.text))
-        last = _interface_state = (patch, frozenset(declared & assigned))
-    return last[1]
+        memo["fields"] = frozenset(declared & assigned)
+    return memo["fields"]
 
 
 def adds_host_exemption(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:

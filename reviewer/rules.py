@@ -55,6 +55,7 @@ class Matcher:
         # one alternation each, multi-line so a hunk can be tested in one search
         self.any_pattern = _alternation(self.patterns)
         self.any_exclude = _alternation(self.exclude_patterns)
+        self.any_followed = _alternation([p.pattern for p in self.followed_by])
         # strings one of which any match holds (None: no such set): a hunk
         # without any of them is skipped before the regular expression runs
         needs = [required_literals(p) for p in self.patterns]

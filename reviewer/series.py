@@ -63,6 +63,11 @@ class Hunk:
         return "\n".join(self.lines[i].text[:MAX_LINE] for i in self.changed)
 
     @functools.cached_property
+    def text(self) -> str:
+        """All the hunk's lines (context too), each cut to MAX_LINE characters."""
+        return "\n".join(line.text[:MAX_LINE] for line in self.lines)
+
+    @functools.cached_property
     def changed_functions(self) -> set[str | None]:
         return {self.lines[i].function for i in self.changed}
 
