@@ -7,7 +7,9 @@ Message-IDs, subjects, expected verdicts and the set each belongs to. Fetch
 them (``b4 mbox MSGID`` or lore's ``/raw``) into a directory (searched
 recursively), then:
 
-    .venv/bin/python -m tests.realmails DIR
+    .venv/bin/python -m tests.realmails DIR [SET] [--blind]
+
+(``--blind``: the figures alone, for a set kept apart.)
 
 Sets: ``old`` (the first 60, which earlier rules were tuned on), ``tune``
 and ``holdout`` (the second set, split before any of it was read by the
@@ -74,7 +76,9 @@ def judge(verdict: str, got: str) -> str:
     return "ok" if got in wanted else "MISSED"
 
 
-def main(directory: str, only: str | None = None) -> int:
+def main(directory: str, only: str | None = None, blind: bool = False) -> int:
+    """``blind``: the figures only, no mail's subject or verdict: how a set
+    kept apart is measured without anyone reading what it misses."""
     mails = [m for m in manifest() if m.verdict != "skip" and (only is None or m.half == only)]
     wanted = {m.msgid for m in mails}
     ruleset = rules.load()
@@ -100,14 +104,16 @@ def main(directory: str, only: str | None = None) -> int:
         for m in rows:
             if m.msgid not in seen:
                 absent += 1
-                print(f"absent      {m.msgid}")
+                if not blind:
+                    print(f"absent      {m.msgid}")
                 continue
             tag = judge(m.verdict, seen[m.msgid])
             if m.verdict == "benign":
                 benign, alarms = benign + 1, alarms + (tag != "ok")
             else:
                 positives, caught = positives + 1, caught + (tag == "ok")
-            print(f"{tag:11} {m.verdict:16} {seen[m.msgid][:7]:7} {m.subject[:70]}")
+            if not blind:
+                print(f"{tag:11} {m.verdict:16} {seen[m.msgid][:7]:7} {m.subject[:70]}")
         for verdict in AT_WARNING + AT_INFO:
             of = [m for m in rows if m.verdict == verdict and m.msgid in seen]
             if of:
@@ -121,4 +127,5 @@ def main(directory: str, only: str | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))
+    args = [a for a in sys.argv[1:] if a != "--blind"]
+    raise SystemExit(main(args[0], args[1] if len(args) > 1 else None, blind="--blind" in sys.argv[1:]))
