@@ -36,11 +36,11 @@ class Matcher(Protocol):
 
 
 LOOKBACK = 10
-_HOST_ONLY = re.compile(r"\bif\s*\(\s*(?:\w+(?:->|\.))?host(?:_initiated)?\s*\)")
-_HOST = r"(?:\w+(?:->|\.))?host(?:_initiated)?"
+_HOST = r"(?:\w+(?:->|\.))?host(?:_initiated)?"  # msr_info->host_initiated, host
+_HOST_ONLY = re.compile(r"\bif\s*\(\s*" + _HOST + r"\s*\)")
 _HOST_OR = re.compile(r"(?<!!)\b" + _HOST + r"\s*\|\||\|\|\s*" + _HOST + r"\b\s*(?:\)|\|\|)")  # host || x, x || host
 _SUCCESS = re.compile(r"^\s*return\s+(true|0)\s*;")
-_NOT_HOST = re.compile(r"!\s*(?:\w+(?:->|\.))?host(?:_initiated)?\b")
+_NOT_HOST = re.compile(r"!\s*" + _HOST + r"\b")
 _ERRNOS = r"-E(INVAL|2BIG|PERM|NXIO|OPNOTSUPP|BUSY|EXIST|RANGE|ACCES|NOTSUPP)\b"
 # an error return; ``return 1`` is how MSR handlers fail a write
 _ERR_RETURN = re.compile(r"\breturn\s+(" + _ERRNOS + r"|KVM_MSR_RET_(?!OK\b)\w+|1\s*;)")
@@ -77,6 +77,17 @@ def _patch_memo(patch: Patch) -> dict:
     return last[1]
 
 
+def _fails(text: str) -> bool:
+    """Does the line fail the call: an error return, or a failure stored for the later return?"""
+    return bool(_ERR_RETURN.search(text) or _FAIL_ASSIGN.search(text))
+
+
+def _block_texts(hunk: Hunk, index: int) -> tuple[list[str], list[str]]:
+    """(removed, added) texts of the run of changed lines around ``index``."""
+    block = [hunk.lines[i] for i in _block(hunk, index)]
+    return [ln.text for ln in block if ln.removed], [ln.text for ln in block if ln.added]
+
+
 def _side_lines(hunk: Hunk, index: int) -> list[int]:
     """Indexes of the lines before ``index`` that its side of the hunk sees."""
     kind = hunk.lines[index].kind
@@ -101,8 +112,7 @@ def reaches_host_writes(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) 
     WRMSR (a #GP); a condition without ``!host_initiated``, or one where it is
     only one side of an ``||``, also fails userspace's KVM_SET_MSRS.
     """
-    condition = _guard(hunk, index) + " " + _statement(hunk, index, hunk.lines[index].kind)
-    return not _NOT_HOST.search(condition) or "||" in condition
+    return not _guest_only(_guard(hunk, index) + " " + _statement(hunk, index, hunk.lines[index].kind))
 
 
 def _block(hunk: Hunk, index: int) -> list[int]:
@@ -137,7 +147,7 @@ def _error_exit(hunk: Hunk, start: int, kind: str = "+", bare_jump_fails: bool =
             if braced and text.startswith("}"):
                 return None
             continue  # the rest of the condition
-        if _ERR_RETURN.search(text) or _FAIL_ASSIGN.search(text):
+        if _fails(text):
             return i
         if _JUMP.match(text):
             for j in [j for j in side if j < i][::-1]:  # the block's own preset first
@@ -207,7 +217,7 @@ def _old_exit_breadths(matcher: Matcher, hunk: Hunk, index: int, patch: Patch) \
     if exit_at is None:
         return None
     exit_line = hunk.lines[exit_at]
-    if exit_line.added and (_ERR_RETURN.search(exit_line.text) or _FAIL_ASSIGN.search(exit_line.text)):
+    if exit_line.added and _fails(exit_line.text):
         return None
     if _JUMP.match(exit_line.text.strip()):
         preset = next((j for j in _side_lines(hunk, exit_at)[::-1] if _PRESET.search(hunk.lines[j].text)), None)
@@ -215,9 +225,7 @@ def _old_exit_breadths(matcher: Matcher, hunk: Hunk, index: int, patch: Patch) \
             return None
     if _tests_allocation(hunk, index):
         return None
-    block = _block(hunk, index)
-    new = [hunk.lines[i].text for i in block if hunk.lines[i].added]
-    old = [hunk.lines[i].text for i in block if hunk.lines[i].removed]
+    old, new = _block_texts(hunk, index)
     ways, musts = _breadth(new)
     return (ways + _helper_widening(patch, new, old), musts), _breadth(old)
 
@@ -254,10 +262,8 @@ def _host_now_fails(hunk: Hunk, index: int) -> bool:
     """The run of changed lines around ``index`` replaces a guest-only
     condition with one that holds for some host accesses too
     (``!host && !has(X)`` -> ``!has(X) && !(host && data == 0)``)."""
-    block = _block(hunk, index)
-    old = " ".join(hunk.lines[i].text for i in block if hunk.lines[i].removed)
-    new = " ".join(hunk.lines[i].text for i in block if hunk.lines[i].added)
-    return _guest_only(old) and not _guest_only(new)
+    old, new = _block_texts(hunk, index)
+    return _guest_only(" ".join(old)) and not _guest_only(" ".join(new))
 
 
 def in_existing_struct(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
@@ -379,9 +385,8 @@ def not_rewritten(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> boo
     """The failure is not one the patch rewrites in place under the same
     condition: ``return 1;`` becoming ``return KVM_MSR_RET_ERR;`` fails what
     it failed before (a changed condition around it still counts)."""
-    block = [hunk.lines[i] for i in _block(hunk, index)]
-    rewritten = any(ln.removed and (_ERR_RETURN.search(ln.text) or _FAIL_ASSIGN.search(ln.text)) for ln in block)
-    return not rewritten or any(_CONDITION.search(ln.text) for ln in block)
+    old, new = _block_texts(hunk, index)
+    return not any(_fails(text) for text in old) or any(_CONDITION.search(text) for text in old + new)
 
 
 def not_moved_out(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
@@ -465,7 +470,7 @@ def adds_host_exemption(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) 
     in a validator, ``return 0;`` in a setter), or a test that now holds for
     them whatever else (``host_initiated || guest_cpuid_has(...)``):
     KVM_SET_MSRS accepts more."""
-    old = " ".join(hunk.lines[i].text for i in _block(hunk, index) if hunk.lines[i].removed)
+    old = " ".join(_block_texts(hunk, index)[0])
     if old and _HOST_OR.search(hunk.lines[index].text) and "host" not in old:
         return True  # (host_initiated || guest_cpuid_has(...)): true for the host whatever the guest has
     if _HOST_ONLY.search(hunk.lines[index].text):  # if (host_initiated) return true;
@@ -496,10 +501,12 @@ def widens_mask(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     line = hunk.lines[index]
     if not line.added or not _MASK_NAME.search(_statement_head(hunk, index)):
         return False
-    block = _block(hunk, index)
-    old = sum(len(_MASK_TERM.findall(hunk.lines[i].text.replace("||", ""))) for i in block if hunk.lines[i].removed)
-    new = sum(len(_MASK_TERM.findall(hunk.lines[i].text.replace("||", ""))) for i in block if hunk.lines[i].added)
-    return any(hunk.lines[i].removed for i in block) and new > old
+    old, new = _block_texts(hunk, index)
+
+    def terms(texts: list[str]) -> int:
+        return sum(len(_MASK_TERM.findall(text.replace("||", ""))) for text in texts)
+
+    return bool(old) and terms(new) > terms(old)
 
 
 LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {

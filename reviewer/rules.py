@@ -37,7 +37,7 @@ class Matcher:
     predicates: list[str] = field(default_factory=list)
     # the line must be followed, within FOLLOW_WINDOW lines of its side, by a
     # line matching one of these (of kind followed_by_kind: context/added/any)
-    followed_by: list[re.Pattern] = field(default_factory=list)
+    followed_by: list[str] = field(default_factory=list)  # texts too: compiled once, as any_followed
     followed_by_kind: str = "any"
     # the line must sit inside a top-level definition whose opening line
     # (``static const u32 msr_based_features[] = {``) matches one of these
@@ -55,7 +55,7 @@ class Matcher:
         # one alternation each, multi-line so a hunk can be tested in one search
         self.any_pattern = _alternation(self.patterns)
         self.any_exclude = _alternation(self.exclude_patterns)
-        self.any_followed = _alternation([p.pattern for p in self.followed_by])
+        self.any_followed = _alternation(self.followed_by)
         # strings one of which any match holds (None: no such set): a hunk
         # without any of them is skipped before the regular expression runs
         needs = [required_literals(p) for p in self.patterns]
@@ -287,7 +287,7 @@ def _matcher(table: dict, where: str, check: bool = True) -> Matcher:
         patterns=_checked(_strings(table, "patterns", where), where, check),
         exclude_patterns=_checked(_strings(table, "exclude_patterns", where), where, check),
         predicates=preds,
-        followed_by=[compile_pattern(p, where, check) for p in _strings(table, "followed_by", where)],
+        followed_by=_checked(_strings(table, "followed_by", where), where, check),
         followed_by_kind=_choice(table, "followed_by_kind", ("any", "context", "changed"), where),
         within=[compile_pattern(p, where, check) for p in _strings(table, "within", where)],
         reachable_from=_strings(table, "reachable_from", where),

@@ -105,7 +105,7 @@ def test_rule_pattern_names_exist(tree_text):
             continue
         matcher = rule.matcher
         names = set()
-        texts = matcher.patterns + matcher.exclude_patterns + [p.pattern for p in matcher.followed_by + matcher.within]
+        texts = matcher.patterns + matcher.exclude_patterns + matcher.followed_by + [p.pattern for p in matcher.within]
         for text in texts:
             names |= literals(text)
         checked += len(names)
