@@ -72,16 +72,13 @@ class Hunk:
         return {self.lines[i].function for i in self.changed}
 
     @functools.cached_property
-    def adds_case_label(self) -> bool:
-        """Does an added line open a ``case``/``default`` arm?"""
-        return any(self.lines[i].added and _CASE_LABEL.match(self.lines[i].text) for i in self.changed)
-
-    @functools.cached_property
-    def removed_labels(self) -> frozenset[str]:
-        """The ``case X``/``default`` labels of the hunk's removed lines,
-        spaces squeezed (``case X: {`` rewriting ``case X:`` adds no arm)."""
-        return frozenset(" ".join(m.group(1).split()) for i in self.changed
-                         if self.lines[i].removed and (m := _CASE_LABEL.match(self.lines[i].text)))
+    def new_arms(self) -> frozenset[int]:
+        """Indexes of the added ``case X:``/``default:`` lines whose label no
+        removed line had (``case X: {`` rewriting ``case X:`` opens no arm)."""
+        labels = {i: " ".join(m.group(1).split()) for i in self.changed
+                  if (m := _CASE_LABEL.match(self.lines[i].text))}
+        removed = {label for i, label in labels.items() if self.lines[i].removed}
+        return frozenset(i for i, label in labels.items() if self.lines[i].added and label not in removed)
 
     @functools.cached_property
     def case_labels(self) -> list[int | None]:

@@ -26,12 +26,9 @@ def called(text: str) -> list[str]:
 def in_new_case(hunk: Hunk, index: int) -> bool:
     """Is line ``index`` inside a ``case`` arm whose label this patch adds
     (not one it rewrites: ``case X:`` becoming ``case X: {``)?"""
-    if not hunk.adds_case_label:
+    if not hunk.new_arms:
         return False  # the common case, without reading the hunk's arms
-    label = hunk.case_labels[index]
-    if label is None or not hunk.lines[label].added:
-        return False
-    return " ".join(hunk.lines[label].text.split(":", 1)[0].split()) not in hunk.removed_labels
+    return hunk.case_labels[index] in hunk.new_arms
 
 
 def _plain_calls(text: str) -> list[tuple[str, bool]]:
