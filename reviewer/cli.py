@@ -1,9 +1,9 @@
 """The ``kvm-review`` command. Imports stay lazy: ``--version`` and ``--help``
-must not pay for b4, requests or jinja2."""
+must not pay for b4, requests or jinja2, and a ``check`` that a running
+server answers (:mod:`reviewer.client`) imports nothing else at all."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from reviewer import __version__
@@ -11,6 +11,10 @@ from reviewer.errors import EXIT_CLEAN, EXIT_FINDINGS, EXIT_INPUT, EXIT_INTERNAL
 
 FORMATS = ("text", "json", "checkpatch", "b4-check", "markdown", "email")
 FAIL_ON = ("info", "warning", "error", "never")
+
+TYPE_CHECKING = False  # typing costs 4 ms to import: argparse is imported where it is used
+if TYPE_CHECKING:
+    import argparse
 
 EPILOG = """exit status: 0 nothing at or above --fail-on, 1 findings at or above it,
 2 usage or input error (one line on stderr), 3 internal error (a bug: please report)"""
@@ -29,6 +33,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="kvm-review", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Review KVM x86 patch series for CPUID adjustments and new rejections of userspace input.")
@@ -62,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     hook.add_argument("--fail-on", choices=FAIL_ON, default="warning")
     unhook = sub.add_parser("uninstall-hook", help="remove kvm-review from git's sendemail-validate hook")
     unhook.add_argument("--repo", metavar="PATH", default=".")
+
+    server = sub.add_parser("server", help="keep kvm-review loaded for the pre-send hooks' one-patch checks",
+                            epilog="status: exit 0 running, 1 not running")
+    server.add_argument("action", choices=("start", "stop", "status"))
+    server.add_argument("--idle", type=float, default=900.0, metavar="SECONDS",
+                        help="start: exit after this long without a request (default: 900)")
 
     sub.add_parser("bot", help="watch lore and review new series (see: kvm-review bot --help)",
                    add_help=False).add_argument("bot_args", nargs=argparse.REMAINDER)
@@ -110,6 +122,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "reach":
         from reviewer.kvm import command
         return command.main(args)
+    if args.command == "server":
+        from reviewer import client
+        return client.main(args)
     if args.command == "bot":
         from reviewer import bot
         return bot.main(args.bot_args)
@@ -118,10 +133,17 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    if argv is None:  # a process of its own: a running server may answer for it
+        argv = sys.argv[1:]
+        if argv[:1] == ["check"]:
+            from reviewer import client
+            status = client.forward(argv)
+            if status is not None:
+                return status
     parser = build_parser()
     try:
         if argv[:1] == ["bot"]:  # the bot parses its own options
+            import argparse
             args = argparse.Namespace(command="bot", bot_args=argv[1:])
         else:
             args = parser.parse_args(argv)

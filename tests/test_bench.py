@@ -95,7 +95,9 @@ def test_quick_run_writes_its_figures(tmp_path):
     assert set(doc["floor"]) == {"python", "python + b4", "python + b4 + kvm index"}
     assert doc["per_patch"]["kvm_review"]["ms_per_patch"] > 0
     assert doc["checks"][">= 10x faster than checkpatch per patch"] is None  # --quick: no checkpatch
-    assert set(doc["one_patch"]) == {"review_s", "bare_s", "ratio", "over_bare_s"}
-    assert "one patch (02-add-adjustment.mbox): " in proc.stdout
+    assert set(doc["one_patch"]) == set(doc["one_patch_served"]) == {"review_s", "bare_s", "ratio", "over_bare_s"}
+    assert "one patch (02-add-adjustment.mbox), bare interpreter (python -c pass) " in proc.stdout
+    assert "  pre-send check, `kvm-review server` running: " in proc.stdout
+    assert doc["checks"]["one patch, pre-send check with a server <= bare interpreter + 0.05 s"] in (True, False)
     assert doc["checks"]["linear in changed lines"] is None  # two sizes: nothing to judge
     assert "per patch (least squares over the sizes)" in proc.stdout

@@ -110,3 +110,24 @@ def test_installed_tool_reviews_as_the_checkout(installs, how, tmp_path, capsys)
     ours = from_checkout(capsys, "review", SGX, "--format", "email", "--fail-on", "never")
     assert _VARYING.sub("", replies) == _VARYING.sub("", ours)
     assert "This removes an adjustment KVM made to the guest CPUID table" in replies
+
+
+@pytest.mark.parametrize("how", ["wheel", "pipx"])
+def test_installed_server_answers_as_the_checkout(installs, how, tmp_path, capsys):
+    """``kvm-review server`` of an installed tool: started from elsewhere, it
+    answers a check with the checkout's bytes."""
+    exe = installs[how]
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(run))
+    env.pop("KVM_REVIEW_SERVER", None)
+    patch = str(SAMPLES / "02-add-adjustment.mbox")
+    sh(exe, "server", "start", cwd=tmp_path, env=env)
+    try:
+        proc = subprocess.run([exe, "check", patch], cwd=tmp_path, env=env, capture_output=True, text=True)
+        status = sh(exe, "server", "status", cwd=tmp_path, env=env).stdout
+    finally:
+        sh(exe, "server", "stop", cwd=tmp_path, env=env)
+    assert proc.returncode == 1
+    assert proc.stdout == from_checkout(capsys, "check", patch)
+    assert status.endswith("; 1 checks answered\n")
