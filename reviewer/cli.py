@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a git range (default: the b4 prep series, else @{upstream}..HEAD) or patch files")
     check.add_argument("--stdin", action="store_true", help="read one patch from stdin (b4 prep --check)")
     check.add_argument("--repo", metavar="PATH", default=".", help="the kernel git tree (default: .)")
+    check.add_argument("--server", choices=("use", "auto", "off"),
+                       help="use a running `kvm-review server` (default, or $KVM_REVIEW_SERVER), also start one "
+                            "for the next checks when none runs (auto), or never (off)")
     _common(check)
 
     hook = sub.add_parser("install-hook", help="add kvm-review to git's sendemail-validate hook")

@@ -16,8 +16,10 @@ version never reaches the server; a server exits after its idle time.
 Anything amiss (no server, a directory another user can write, a broken
 answer) and the client reviews in its own process, as it would without a
 server. Only ``check`` goes to a server: it sends nothing, so reviewing
-again in the client is harmless. ``KVM_REVIEW_SERVER=off`` keeps every
-command in its own process.
+again in the client is harmless. ``check --server auto`` (what the hooks
+we install run) or ``KVM_REVIEW_SERVER=auto`` start a server for the next
+checks when none runs; ``KVM_REVIEW_SERVER=off`` keeps every command in
+its own process.
 """
 
 from __future__ import annotations
@@ -118,12 +120,13 @@ def _connect(path: str, timeout: float) -> _socket.socket | None:
 def forward(argv: list[str]) -> int | None:
     """Run ``kvm-review ARGV`` in a running server and print its answer: the
     exit status, or None when this process must review by itself."""
-    if os.environ.get(ENV) == "off" or argv[:1] != ["check"] or None in (sys.stdin, sys.stdout, sys.stderr):
+    mode = _mode(argv)
+    if mode == "off" or argv[:1] != ["check"] or None in (sys.stdin, sys.stdout, sys.stderr):
         return None
     path = socket_path()
     sock = _connect(path, ANSWER_TIMEOUT_S)
     if sock is None:
-        if os.environ.get(ENV) == "auto":  # this check runs here; the next ones find the server
+        if mode == "auto":  # this check runs here; the next ones find the server
             _start_behind(path)
         return None
     stdin = sys.stdin.buffer.read() if ("--stdin" in argv or "-" in argv) and sys.stdin else None
@@ -143,6 +146,21 @@ def forward(argv: list[str]) -> int | None:
     sys.stderr.buffer.write(err)
     sys.stderr.flush()
     return status
+
+
+def _mode(argv: list[str]) -> str:
+    """use (a running server), auto (and start one when none runs) or off:
+    ``KVM_REVIEW_SERVER=off`` wins, then ``check --server``, then the
+    variable, then "use"."""
+    env = os.environ.get(ENV)
+    if env == "off":
+        return "off"
+    for i, arg in enumerate(argv):
+        if arg.startswith("--server="):
+            return arg.split("=", 1)[1]
+        if arg == "--server" and i + 1 < len(argv):
+            return argv[i + 1]
+    return env or "use"
 
 
 def _start_behind(path: str) -> None:

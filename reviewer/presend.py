@@ -120,7 +120,7 @@ def hook_path(repo: str) -> Path:
 def _block(fail_on: str) -> str:
     beside = Path(sys.executable).parent / "kvm-review"  # the one running now
     exe = str(beside) if beside.exists() else (shutil.which("kvm-review") or "kvm-review")
-    cmd = f"{shlex.quote(exe)} check --fail-on {shlex.quote(fail_on)} \"$1\""
+    cmd = f"{shlex.quote(exe)} check --server auto --fail-on {shlex.quote(fail_on)} \"$1\""
     refuse = "{ echo 'kvm-review: findings (send with --no-validate to override)' >&2; exit 1; }"
     return f"{BEGIN}\n{cmd} || {refuse}\n{END}\n"
 

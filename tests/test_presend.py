@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,13 @@ def test_check_bad_setup_is_one_line_exit_2(kernel, tmp_path, capsys, setup, arg
 
 
 def _env(tmp_path: Path) -> dict:
-    return dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}")
+    """Our venv first on PATH, and a runtime directory of this test's own
+    (the hook's check starts a `kvm-review server` there)."""
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700, exist_ok=True)
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", XDG_RUNTIME_DIR=str(run))
+    env.pop("KVM_REVIEW_SERVER", None)
+    return env
 
 
 def test_b4_prep_check_shows_our_finding(kernel, tmp_path):
@@ -179,13 +186,29 @@ def test_hook_makes_git_send_email_refuse(kernel, tmp_path):
     git(kernel, "format-patch", "-q", "-o", str(patches), "HEAD~1")
     cmd = ["git", "-C", str(kernel), "send-email", "--dry-run", "--confirm=never", "--quiet",
            "--from=Rev Iewer <reviewer@example.org>", "--to=kvm@vger.kernel.org", str(patches)]
-    refused = subprocess.run(cmd, capture_output=True, text=True, env=_env(tmp_path))
-    assert refused.returncode != 0
-    assert "kvm-review: findings (send with --no-validate to override)" in refused.stderr
-    passed = subprocess.run(cmd[:5] + ["--no-validate"] + cmd[5:], capture_output=True, text=True,
-                            env=_env(tmp_path))
-    assert passed.returncode == 0, passed.stderr
-    assert "Dry-Sent" in passed.stdout + passed.stderr
+    env = _env(tmp_path)
+    try:
+        refused = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        assert refused.returncode != 0
+        assert "kvm-review: findings (send with --no-validate to override)" in refused.stderr
+        # the hook's check started a server (--server auto); the next send's check is its
+        for _ in range(200):
+            status = subprocess.run([str(BIN / "kvm-review"), "server", "status"], env=env, capture_output=True,
+                                    text=True)
+            if status.returncode == 0:
+                break
+            time.sleep(0.1)
+        assert status.stdout.endswith("; 0 checks answered\n")
+        again = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        assert (again.returncode, again.stderr) == (refused.returncode, refused.stderr)
+        status = subprocess.run([str(BIN / "kvm-review"), "server", "status"], env=env, capture_output=True,
+                                text=True)
+        assert status.stdout.endswith("; 1 checks answered\n")
+        passed = subprocess.run(cmd[:5] + ["--no-validate"] + cmd[5:], capture_output=True, text=True, env=env)
+        assert passed.returncode == 0, passed.stderr
+        assert "Dry-Sent" in passed.stdout + passed.stderr
+    finally:
+        subprocess.run([str(BIN / "kvm-review"), "server", "stop"], env=env, capture_output=True)
 
 
 def test_b4_review_perpatch_check_reads_our_json(kernel):

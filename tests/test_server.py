@@ -197,3 +197,16 @@ def test_a_stale_socket_file_does_not_stop_a_start(env):
     path.write_text("")  # what a killed server leaves is a file nobody listens on
     start(env)
     assert answered(env) == 0
+
+
+def test_check_server_auto_and_the_off_switch(env):
+    args = ("check", "--server", "auto", str(SAMPLES / "02-add-adjustment.mbox"))
+    off = kvm_review(*args, env=own_process(env))  # KVM_REVIEW_SERVER=off wins over --server auto
+    assert answered(env) is None
+    assert kvm_review(*args, env=env) == off  # runs here, starts one
+    deadline = time.monotonic() + 20
+    while answered(env) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert kvm_review(*args, env=env) == off
+    assert kvm_review("check", "--server=off", *args[3:], env=env) == off
+    assert answered(env) == 1
