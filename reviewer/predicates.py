@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from reviewer.findings import ABI_CATEGORIES, Finding, severity_rank
+from reviewer.kvm.guards import guards
 from reviewer.kvm.patchgraph import in_new_case
 from reviewer.series import Hunk, Patch, Series
 
@@ -372,6 +373,38 @@ def not_a_move(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     return True
 
 
+def _side_guards(patch: Patch, hunk: Hunk, kind: str) -> dict[int, tuple[str, ...]]:
+    """The conditions each line of one side of the hunk sits under, by index."""
+    memo = _patch_memo(patch)
+    key = ("guards", id(hunk), kind)
+    if key not in memo:
+        side = [i for i, ln in enumerate(hunk.lines) if ln.kind in (" ", kind)]
+        memo[key] = dict(zip(side, guards([hunk.lines[i].text for i in side])))
+    return memo[key]
+
+
+def loses_a_guard(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """An exit the patch keeps but takes a condition away from: the same
+    ``return -EINVAL;`` now under fewer of the ``if``s it was under
+    (``if (x2apic_format) { if (id != vcpu_id) return -EINVAL; }`` becoming
+    ``if (id != vcpu_id) return -EINVAL;``) fails more input than before; the
+    same ``return 0;`` under fewer accepts more. (The rule's patterns say
+    which exits; ``r = -EINVAL;`` is one only where a jump follows it, not
+    where it is preset above its check.)"""
+    line = hunk.lines[index]
+    if not line.added:
+        return False
+    if _FAIL_ASSIGN.search(line.text) and not _ERR_RETURN.search(line.text):
+        after = [i for i in range(index + 1, len(hunk.lines)) if hunk.lines[i].kind in (" ", "+")][:1]
+        if not any(_JUMP.match(hunk.lines[i].text.strip()) for i in after):
+            return False
+    now = set(_side_guards(patch, hunk, "+")[index])
+    text = " ".join(line.text.split())
+    before = _side_guards(patch, hunk, "-")
+    return any(now < set(before[i]) for i, ln in enumerate(hunk.lines)
+               if ln.removed and " ".join(ln.text.split()) == text)
+
+
 def not_a_guard_moved(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """The patch does not take out, anywhere, an error exit under the very
     condition that guards the line: a function moved to another file (its
@@ -524,6 +557,7 @@ LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
     "not_readded": not_readded,
     "adds_host_exemption": adds_host_exemption,
     "widens_mask": widens_mask,
+    "loses_a_guard": loses_a_guard,
 }
 
 

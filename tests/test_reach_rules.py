@@ -216,3 +216,27 @@ def test_filling_a_buffer_kvm_just_allocated_adjusts_no_table():
 def test_what_kvm_offers_for_hyper_v_is_no_adjustment():
     # KVM_GET_SUPPORTED_HV_CPUID fills a table for userspace to pick from
     assert found("hv-offer.diff") == []
+
+
+def test_an_error_exit_that_loses_a_condition_fails_more_input():
+    assert found("lost-guard.diff") == [("userspace-reject-unguarded", 2954, "kvm_apic_state_fixup")]
+    [finding] = review("lost-guard.diff")
+    assert finding.evidence == ["reached from KVM_SET_LAPIC via kvm_vcpu_ioctl_set_lapic -> kvm_apic_set_state"
+                                " -> kvm_apic_state_fixup"]
+
+
+def test_the_same_exit_under_the_same_conditions_joined_is_quiet():
+    text = (DIFFS / "lost-guard.diff").read_text().replace(
+        "+\t\tif (*id != vcpu->vcpu_id)\n", "+\t\tif (vcpu->kvm->arch.x2apic_format && *id != vcpu->vcpu_id)\n")
+    assert [r for r, _, _ in found("", text) if r == "userspace-reject-unguarded"] == []
+
+
+def test_a_preset_error_hoisted_above_its_check_loses_nothing():
+    assert [r for r, _, _ in found("hoisted-preset.diff") if r == "userspace-reject-unguarded"] == []
+
+
+def test_a_success_return_that_loses_a_condition_accepts_more():
+    [finding] = review("success-unguarded.diff")
+    assert (finding.rule, finding.line, finding.function, finding.severity) == (
+        "userspace-reject-relaxed-guard", 268, "amd_pmu_set_msr", "info")
+    assert finding.evidence[0].startswith("reached from KVM_SET_MSRS via ")
