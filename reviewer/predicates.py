@@ -398,11 +398,37 @@ def loses_a_guard(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> boo
         after = [i for i in range(index + 1, len(hunk.lines)) if hunk.lines[i].kind in (" ", "+")][:1]
         if not any(_JUMP.match(hunk.lines[i].text.strip()) for i in after):
             return False
-    now = set(_side_guards(patch, hunk, "+")[index])
+    new = _side_guards(patch, hunk, "+")
+    now = set(new[index])
+    # a guard turned into an early exit above (``if (!x) return 0;`` then the
+    # old body one level out) still guards: the same check, less indented
+    early = set()
+    for j in range(index):
+        extra = set(new.get(j, ())) - now
+        if len(extra) == 1 and _exits_at(hunk, j):
+            early.add(_negated(extra.pop()))
     text = " ".join(line.text.split())
     before = _side_guards(patch, hunk, "-")
-    return any(now < set(before[i]) for i, ln in enumerate(hunk.lines)
+    return any(now < set(before[i]) and not set(before[i]) - now <= early for i, ln in enumerate(hunk.lines)
                if ln.removed and " ".join(ln.text.split()) == text)
+
+
+_LEAVES = re.compile(r"\b(return|goto|break|continue)\b")
+
+
+def _negated(cond: str) -> str:
+    """``x`` of ``!x``/``!(x)``, ``!(x)`` of ``x``: how the two sides of an
+    early exit spell one condition."""
+    if cond.startswith("!(") and cond.endswith(")"):
+        return cond[2:-1]
+    if cond.startswith("!") and not cond.startswith("!="):
+        return cond[1:].strip()
+    return f"!({cond})"
+
+
+def _exits_at(hunk: Hunk, index: int) -> bool:
+    """The line returns or jumps out."""
+    return bool(_LEAVES.search(hunk.lines[index].text))
 
 
 def not_a_guard_moved(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:

@@ -240,3 +240,10 @@ def test_a_success_return_that_loses_a_condition_accepts_more():
     assert (finding.rule, finding.line, finding.function, finding.severity) == (
         "userspace-reject-relaxed-guard", 268, "amd_pmu_set_msr", "info")
     assert finding.evidence[0].startswith("reached from KVM_SET_MSRS via ")
+
+
+def test_a_guard_turned_into_an_early_return_still_guards():
+    assert found("early-return.diff") == []
+    # an early return under some other condition does not stand for the lost one
+    text = (DIFFS / "early-return.diff").read_text().replace("if (!vcpu->kvm->arch.x2apic_format)", "if (!set)")
+    assert found("", text) == [("userspace-reject-unguarded", 2956, "kvm_apic_state_fixup")]
