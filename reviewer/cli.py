@@ -140,7 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
         if argv[:1] == ["check"]:
             from reviewer import client
-            status = client.forward(argv)
+            try:
+                status = client.forward(argv)
+            except KeyboardInterrupt:
+                return 130
+            except BrokenPipeError:
+                return EXIT_CLEAN
             if status is not None:
                 return status
     parser = build_parser()
