@@ -18,8 +18,10 @@ once, then used for tuning too), and ``fresh-tune``/``fresh-holdout`` (a
 third set, collected and labelled by people who did not write rules,
 measured once as a whole with the rules as they stood, then split the same
 way: ``fresh-holdout``'s figure before and after tuning on ``fresh-tune``
-is an honest one), and ``next`` (a fourth set, collected the same way
-after all tuning, measured once: the figure for the rules as they stand).
+is an honest one), ``next`` (a fourth set, collected the same way
+after all tuning, measured once: the figure for the rules as they stood),
+and ``later`` (a fifth, collected the same way after the guard model,
+measured blind once).
 
 Verdicts: cpuid-adjust, userspace-reject, userspace-warn are caught by an
 ABI finding (cpuid-adjust, userspace-reject or uapi category) at warning or
@@ -42,7 +44,7 @@ from reviewer.findings import ABI_CATEGORIES, severity_rank
 MANIFEST = Path(__file__).with_name("realmails.tsv")
 AT_WARNING = ("cpuid-adjust", "userspace-reject", "userspace-warn")
 AT_INFO = ("relaxation", "runtime-bits")
-SETS = ("old", "tune", "holdout", "fresh-tune", "fresh-holdout", "next")
+SETS = ("old", "tune", "holdout", "fresh-tune", "fresh-holdout", "next", "later")
 
 
 @dataclass(frozen=True)
