@@ -392,7 +392,9 @@ def loses_a_guard(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> boo
     which exits; ``r = -EINVAL;`` is one only where a jump follows it, not
     where it is preset above its check.)"""
     line = hunk.lines[index]
-    if not line.added:
+    text = " ".join(line.text.split())
+    same = [i for i in _block(hunk, index) if hunk.lines[i].removed and " ".join(hunk.lines[i].text.split()) == text]
+    if not line.added or not same:  # (the exit the patch takes out sits in the same run of changes)
         return False
     if _FAIL_ASSIGN.search(line.text) and not _ERR_RETURN.search(line.text):
         after = [i for i in range(index + 1, len(hunk.lines)) if hunk.lines[i].kind in (" ", "+")][:1]
@@ -407,10 +409,8 @@ def loses_a_guard(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> boo
         extra = set(new.get(j, ())) - now
         if len(extra) == 1 and _exits_at(hunk, j):
             early.add(_negated(extra.pop()))
-    text = " ".join(line.text.split())
     before = _side_guards(patch, hunk, "-")
-    return any(now < set(before[i]) and not set(before[i]) - now <= early for i, ln in enumerate(hunk.lines)
-               if ln.removed and " ".join(ln.text.split()) == text)
+    return any(now < set(before[i]) and not set(before[i]) - now <= early for i in same)
 
 
 _LEAVES = re.compile(r"\b(return|goto|break|continue)\b")
