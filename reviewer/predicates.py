@@ -383,34 +383,63 @@ def _side_guards(patch: Patch, hunk: Hunk, kind: str) -> dict[int, tuple[str, ..
     return memo[key]
 
 
-def loses_a_guard(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
-    """An exit the patch keeps but takes a condition away from: the same
-    ``return -EINVAL;`` now under fewer of the ``if``s it was under
-    (``if (x2apic_format) { if (id != vcpu_id) return -EINVAL; }`` becoming
-    ``if (id != vcpu_id) return -EINVAL;``) fails more input than before; the
-    same ``return 0;`` under fewer accepts more. (The rule's patterns say
-    which exits; ``r = -EINVAL;`` is one only where a jump follows it, not
-    where it is preset above its check.)"""
+def _guard_change(patch: Patch, hunk: Hunk, index: int) -> list[tuple[set[str], set[str]]]:
+    """For an exit the patch re-adds (the same text taken out in the same
+    run of changes): (lost, gained) conditions against each old copy, read
+    with :mod:`reviewer.kvm.guards`. A guard turned into an early exit above
+    (``if (!x) return 0;`` then the old body one level out), or the other
+    way round, is no change: the same check, indented otherwise.
+    ``r = -EINVAL;`` is an exit only where a jump follows it, not where it
+    is preset above its check."""
     line = hunk.lines[index]
     text = " ".join(line.text.split())
     same = [i for i in _block(hunk, index) if hunk.lines[i].removed and " ".join(hunk.lines[i].text.split()) == text]
-    if not line.added or not same:  # (the exit the patch takes out sits in the same run of changes)
-        return False
+    if not line.added or not same:
+        return []
     if _FAIL_ASSIGN.search(line.text) and not _ERR_RETURN.search(line.text):
         after = [i for i in range(index + 1, len(hunk.lines)) if hunk.lines[i].kind in (" ", "+")][:1]
         if not any(_JUMP.match(hunk.lines[i].text.strip()) for i in after):
-            return False
-    new = _side_guards(patch, hunk, "+")
+            return []
+    new, old = _side_guards(patch, hunk, "+"), _side_guards(patch, hunk, "-")
     now = set(new[index])
-    # a guard turned into an early exit above (``if (!x) return 0;`` then the
-    # old body one level out) still guards: the same check, less indented
-    early = set()
-    for j in range(index):
-        extra = set(new.get(j, ())) - now
+    changes = []
+    for i in same:
+        before = set(old[i])
+        lost = before - now - _early(hunk, new, index)
+        gained = now - before - _early(hunk, old, i)
+        changes.append((lost, gained))
+    return changes
+
+
+def _early(hunk: Hunk, side: dict[int, tuple[str, ...]], index: int) -> set[str]:
+    """What the early exits above line ``index`` leave to hold there: ``x``
+    below ``if (!x) return 0;``."""
+    here = set(side[index])
+    held = set()
+    for j in (j for j in side if j < index):
+        extra = set(side[j]) - here
         if len(extra) == 1 and _exits_at(hunk, j):
-            early.add(_negated(extra.pop()))
-    before = _side_guards(patch, hunk, "-")
-    return any(now < set(before[i]) and not set(before[i]) - now <= early for i in same)
+            held.add(_negated(extra.pop()))
+    return held
+
+
+def loses_a_guard(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """An exit the patch keeps but takes conditions away from, adding none:
+    the same ``return -EINVAL;`` now under fewer of the ``if``s it was under
+    (``if (x2apic_format) { if (id != vcpu_id) return -EINVAL; }`` becoming
+    ``if (id != vcpu_id) return -EINVAL;``) fails more input than before; the
+    same ``return 0;`` under fewer accepts more. (The rule's patterns say
+    which exits.)"""
+    return any(lost and not gained for lost, gained in _guard_change(patch, hunk, index))
+
+
+def gains_a_guard(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """An exit the patch keeps but puts under more conditions, taking none
+    away: ``if (x) return 1;`` moved inside ``if (guest_cpuid_has(...)) {``
+    fails less input than before. (A ``!host_initiated`` guard is
+    ``adds_host_exemption``'s to report.)"""
+    return any(gained and not lost and not all(_NOT_HOST.search(g) for g in gained)
+               for lost, gained in _guard_change(patch, hunk, index))
 
 
 _LEAVES = re.compile(r"\b(return|goto|break|continue)\b")
@@ -584,6 +613,7 @@ LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
     "adds_host_exemption": adds_host_exemption,
     "widens_mask": widens_mask,
     "loses_a_guard": loses_a_guard,
+    "gains_a_guard": gains_a_guard,
 }
 
 

@@ -247,3 +247,20 @@ def test_a_guard_turned_into_an_early_return_still_guards():
     # an early return under some other condition does not stand for the lost one
     text = (DIFFS / "early-return.diff").read_text().replace("if (!vcpu->kvm->arch.x2apic_format)", "if (!set)")
     assert found("", text) == [("userspace-reject-unguarded", 2956, "kvm_apic_state_fixup")]
+
+
+def test_an_error_exit_put_under_one_more_condition_fails_less():
+    assert [(r, ln, fn) for r, ln, fn in found("guarded-exit.diff") if r.startswith("userspace-reject")] == [
+        ("userspace-reject-guarded", 3539, "kvm_set_msr_common")]
+    # the other way round: the same exit taken out of that if fails more
+    text = (DIFFS / "guarded-exit.diff").read_text()
+    lines = text.splitlines(keepends=True)
+    swapped = "".join({"+": "-", "-": "+"}.get(ln[0], ln[0]) + ln[1:] if not ln.startswith(("+++", "---")) else ln
+                      for ln in lines).replace("@@ -3534,8 +3534,10 @@", "@@ -3534,10 +3534,8 @@")
+    assert ("userspace-reject-unguarded", 3538, "kvm_set_msr_common") in found("", swapped)
+
+
+def test_a_new_host_initiated_guard_is_reported_once():
+    text = (DIFFS / "guarded-exit.diff").read_text().replace(
+        "guest_cpuid_has(vcpu, X86_FEATURE_XSAVES)", "!msr_info->host_initiated")
+    assert [r for r, _, _ in found("", text) if r.startswith("userspace-reject")] == ["userspace-reject-host-exempt"]
