@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from reviewer.findings import ABI_CATEGORIES, Finding, severity_rank
-from reviewer.kvm.guards import guards
+from reviewer.kvm.guards import guards, negated
 from reviewer.kvm.patchgraph import in_new_case
 from reviewer.series import Hunk, Patch, Series
 
@@ -173,8 +173,8 @@ def _helper_widening(patch: Patch, added: list[str], removed: list[str]) -> int:
     calls = {m.group(2): bool(m.group(1)) for text in added for m in _CALL.finditer(text)
              if m.group(2) not in before}
     widening = 0
-    for name, negated in calls.items():
-        op = "&&" if negated else "||"
+    for name, under_not in calls.items():
+        op = "&&" if under_not else "||"
         for f in patch.files:
             for h in f.hunks:
                 body = [i for i in h.changed if h.lines[i].added and h.lines[i].function == name]
@@ -383,9 +383,10 @@ def _side_guards(patch: Patch, hunk: Hunk, kind: str) -> dict[int, tuple[str, ..
     return memo[key]
 
 
-def _guard_change(patch: Patch, hunk: Hunk, index: int) -> list[tuple[set[str], set[str]]]:
+def _guard_change(patch: Patch, hunk: Hunk, index: int, near: bool = True) -> list[tuple[set[str], set[str]]]:
     """For an exit the patch re-adds (the same text taken out in the same
-    run of changes): (lost, gained) conditions against each old copy, read
+    run of changes; ``near=False``: anywhere in the hunk): (lost, gained)
+    conditions against each old copy, read
     with :mod:`reviewer.kvm.guards`. A guard turned into an early exit above
     (``if (!x) return 0;`` then the old body one level out), or the other
     way round, is no change: the same check, indented otherwise.
@@ -393,7 +394,8 @@ def _guard_change(patch: Patch, hunk: Hunk, index: int) -> list[tuple[set[str], 
     is preset above its check."""
     line = hunk.lines[index]
     text = " ".join(line.text.split())
-    same = [i for i in _block(hunk, index) if hunk.lines[i].removed and " ".join(hunk.lines[i].text.split()) == text]
+    where = _block(hunk, index) if near else range(len(hunk.lines))
+    same = [i for i in where if hunk.lines[i].removed and " ".join(hunk.lines[i].text.split()) == text]
     if not line.added or not same:
         return []
     if _FAIL_ASSIGN.search(line.text) and not _ERR_RETURN.search(line.text):
@@ -419,7 +421,7 @@ def _early(hunk: Hunk, side: dict[int, tuple[str, ...]], index: int) -> set[str]
     for j in (j for j in side if j < index):
         extra = set(side[j]) - here
         if len(extra) == 1 and _exits_at(hunk, j):
-            held.add(_negated(extra.pop()))
+            held.add(negated(extra.pop()))
     return held
 
 
@@ -442,17 +444,29 @@ def gains_a_guard(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> boo
                for lost, gained in _guard_change(patch, hunk, index))
 
 
+def not_kept(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """The failure is not one the function had before, written otherwise:
+    not the same exit re-added under no fewer conditions (a ``return 1;``
+    moved from the function's end into the ``default:`` arm), and not a
+    success path turned around (taking out ``if (!(data & mask)) { ...;
+    return 0; }``, which failed below when the condition held, and adding
+    ``if (data & mask) return 1;``; only the exact negation of a condition
+    that guarded a removed ``return 0;``/``return true;`` counts)."""
+    if any(not lost for lost, _gained in _guard_change(patch, hunk, index, near=False)):
+        return False
+    new = _side_guards(patch, hunk, "+")
+    conditions = set(new.get(index, ())[-1:])
+    after = [i for i in range(index + 1, len(hunk.lines)) if hunk.lines[i].kind in (" ", "+")][:1]
+    conditions |= {new[i][-1] for i in after if len(new[i]) > len(new.get(index, ()))}  # the if line itself
+    if not conditions:
+        return True
+    old = _side_guards(patch, hunk, "-")
+    turned = {negated(c) for c in conditions}
+    return not any(ln.removed and _SUCCESS.match(ln.text) and turned & set(old[i])
+                   for i, ln in enumerate(hunk.lines))
+
+
 _LEAVES = re.compile(r"\b(return|goto|break|continue)\b")
-
-
-def _negated(cond: str) -> str:
-    """``x`` of ``!x``/``!(x)``, ``!(x)`` of ``x``: how the two sides of an
-    early exit spell one condition."""
-    if cond.startswith("!(") and cond.endswith(")"):
-        return cond[2:-1]
-    if cond.startswith("!") and not cond.startswith("!="):
-        return cond[1:].strip()
-    return f"!({cond})"
 
 
 def _exits_at(hunk: Hunk, index: int) -> bool:
@@ -510,6 +524,20 @@ def not_readded(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     text = " ".join(hunk.lines[index].text.split())
     return not any(" ".join(ln.text.split()) == text
                    for f in patch.files for h in f.hunks for ln in h.lines if ln.added)
+
+
+def not_inverted(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """A removed ``if (x) { ... }`` whose path the patch does not keep
+    inverted: ``if (host_initiated) { set; return 0; }`` becoming
+    ``if (!host_initiated) return 1; set;`` still lets ``x`` through."""
+    old = _side_guards(patch, hunk, "-")
+    below = [i for i in range(index + 1, len(hunk.lines)) if hunk.lines[i].kind in (" ", "-")][:1]
+    opened = {old[i][-1] for i in below if len(old[i]) > len(old[index])}
+    if not opened:
+        return True
+    new = _side_guards(patch, hunk, "+")
+    turned = {negated(c) for c in opened}
+    return not any(ln.added and _exits_at(hunk, i) and turned & set(new[i]) for i, ln in enumerate(hunk.lines))
 
 
 def not_a_new_interface(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
@@ -614,6 +642,8 @@ LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
     "widens_mask": widens_mask,
     "loses_a_guard": loses_a_guard,
     "gains_a_guard": gains_a_guard,
+    "not_kept": not_kept,
+    "not_inverted": not_inverted,
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reviewer.kvm.guards import guards
+from reviewer.kvm.guards import guards, negated
 
 CODE = "".join(line + "\n" for line in [  # kernel style: tabs, then spaces to align a condition
     "\tif (x2apic) {",
@@ -38,13 +38,13 @@ def test_guards_follow_kernel_indentation():
         ("if (x2apic) {", ()),
         ("if (*id != vcpu->vcpu_id)", ("x2apic",)),
         ("return -EINVAL;", ("x2apic", "*id != vcpu->vcpu_id")),
-        ("} else if (legacy) {", ("!(x2apic)",)),
-        ("*id >>= 24;", ("!(x2apic)", "legacy")),
-        ("} else {", ("!(x2apic)", "!(legacy)")),
-        ("if (set)  /* a comment */", ("!(x2apic)", "!(legacy)")),
-        ("*id >>= 24;", ("!(x2apic)", "!(legacy)", "set")),
-        ("else", ("!(x2apic)", "!(legacy)", "!(set)")),
-        ("*id <<= 24;", ("!(x2apic)", "!(legacy)", "!(set)")),
+        ("} else if (legacy) {", ("!x2apic",)),
+        ("*id >>= 24;", ("!x2apic", "legacy")),
+        ("} else {", ("!x2apic", "!legacy")),
+        ("if (set)  /* a comment */", ("!x2apic", "!legacy")),
+        ("*id >>= 24;", ("!x2apic", "!legacy", "set")),
+        ("else", ("!x2apic", "!legacy", "!set")),
+        ("*id <<= 24;", ("!x2apic", "!legacy", "!set")),
         ("}", ()),
         ("switch (msr) {", ()),
         ("case MSR_A:", ()),
@@ -64,3 +64,10 @@ def test_guards_follow_kernel_indentation():
 
 def test_an_else_whose_if_is_above_the_hunk_guards_nothing_known():
     assert guards(["\t} else {", "\t\treturn -EINVAL;", "\t}"]) == [(), (), ()]
+
+
+def test_negated_spells_the_other_side_as_kernel_code_does():
+    assert [negated(c) for c in ("host", "!host", "a->b", "f(x, y)", "!f(x, y)", "data & mask", "!(data & mask)",
+                                 "!(a) && (b)", "a == b")] == [
+        "!host", "host", "!a->b", "!f(x, y)", "f(x, y)", "!(data & mask)", "data & mask", "!(!(a) && (b))",
+        "!(a == b)"]

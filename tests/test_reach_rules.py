@@ -264,3 +264,15 @@ def test_a_new_host_initiated_guard_is_reported_once():
     text = (DIFFS / "guarded-exit.diff").read_text().replace(
         "guest_cpuid_has(vcpu, X86_FEATURE_XSAVES)", "!msr_info->host_initiated")
     assert [r for r, _, _ in found("", text) if r.startswith("userspace-reject")] == ["userspace-reject-host-exempt"]
+
+
+def test_a_success_path_turned_around_rejects_nothing_new():
+    """``if (!(data & mask)) { ...; return 0; }`` (failing below) rewritten
+    as ``if (data & mask) return 1;``, and ``if (host) { set; return 0; }``
+    as ``if (!host) return 1; set;``: the same MSR writes fail."""
+    assert found("inverted-msr.diff") == []
+    assert found("inverted-arm.diff") == []
+    # a condition that is not the exact negation is a new failure
+    text = (DIFFS / "inverted-arm.diff").read_text().replace(
+        "+\t\tif (data & pmu->fixed_ctr_ctrl_mask)", "+\t\tif (data & pmu->global_ctrl_mask)")
+    assert found("", text) == [("userspace-reject-msr", 369, "intel_pmu_set_msr")]
