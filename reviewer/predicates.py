@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from reviewer.findings import ABI_CATEGORIES, Finding, severity_rank
+from reviewer.kvm.exits import ERR_RETURN, ERRNOS, FAIL_ASSIGN, fails
 from reviewer.kvm.guards import guards, negated
 from reviewer.kvm.patchgraph import in_new_case
 from reviewer.series import Hunk, Patch, Series
@@ -42,13 +43,8 @@ _HOST_ONLY = re.compile(r"\bif\s*\(\s*" + _HOST + r"\s*\)")
 _HOST_OR = re.compile(r"(?<!!)\b" + _HOST + r"\s*\|\||\|\|\s*" + _HOST + r"\b\s*(?:\)|\|\|)")  # host || x, x || host
 _SUCCESS = re.compile(r"^\s*return\s+(true|0)\s*;")
 _NOT_HOST = re.compile(r"!\s*" + _HOST + r"\b")
-_ERRNOS = r"-E(INVAL|2BIG|PERM|NXIO|OPNOTSUPP|BUSY|EXIST|RANGE|ACCES|NOTSUPP)\b"
-# an error return; ``return 1`` is how MSR handlers fail a write
-_ERR_RETURN = re.compile(r"\breturn\s+(" + _ERRNOS + r"|KVM_MSR_RET_(?!OK\b)\w+|1\s*;)")
 _FALSE_RETURN = re.compile(r"\breturn\s+false\s*;")  # a validator saying no
-_ERR_ASSIGN = re.compile(r"\b(r|ret|err|rc)\s*=\s*" + _ERRNOS)
-# a failure stored for a later ``return r`` (``r = -EINVAL;``, an MSR handler's ``ret = 1;``)
-_FAIL_ASSIGN = re.compile(r"\b(r|ret|err|rc)\s*=\s*(" + _ERRNOS + r"|1\s*;|KVM_MSR_RET_(?!OK\b)\w+)")
+_ERR_ASSIGN = re.compile(r"\b(r|ret|err|rc)\s*=\s*" + ERRNOS)
 _PRESET = re.compile(r"^\s*(?:r|ret|err|rc)\s*=\s*(-E\w+|\w+)\s*;")
 _RETURN_CALL = re.compile(r"^\s*return\s+[a-z_]\w*\s*\(")
 _CONDITION = re.compile(r"^\s*(if|else if)\b|^\s*(&&|\|\|)|(&&|\|\|)\s*$")
@@ -76,11 +72,6 @@ def _patch_memo(patch: Patch) -> dict:
     if last[0] is not patch:
         last = _memo = (patch, {})
     return last[1]
-
-
-def _fails(text: str) -> bool:
-    """Does the line fail the call: an error return, or a failure stored for the later return?"""
-    return bool(_ERR_RETURN.search(text) or _FAIL_ASSIGN.search(text))
 
 
 def _block_texts(hunk: Hunk, index: int) -> tuple[list[str], list[str]]:
@@ -148,7 +139,7 @@ def _error_exit(hunk: Hunk, start: int, kind: str = "+", bare_jump_fails: bool =
             if braced and text.startswith("}"):
                 return None
             continue  # the rest of the condition
-        if _fails(text):
+        if fails(text):
             return i
         if _JUMP.match(text):
             for j in [j for j in side if j < i][::-1]:  # the block's own preset first
@@ -218,7 +209,7 @@ def _old_exit_breadths(matcher: Matcher, hunk: Hunk, index: int, patch: Patch) \
     if exit_at is None:
         return None
     exit_line = hunk.lines[exit_at]
-    if exit_line.added and _fails(exit_line.text):
+    if exit_line.added and fails(exit_line.text):
         return None
     if _JUMP.match(exit_line.text.strip()):
         preset = next((j for j in _side_lines(hunk, exit_at)[::-1] if _PRESET.search(hunk.lines[j].text)), None)
@@ -251,7 +242,7 @@ def widens_error_condition(matcher: Matcher, patch: Patch, hunk: Hunk, index: in
     accesses where the one it replaces failed the guest's alone: input
     accepted before now fails."""
     clauses = _guarded_old_exit(matcher, hunk, index, patch)
-    return clauses is not None and (clauses[0] > clauses[1] or _host_now_fails(hunk, index))
+    return clauses is not None and (clauses[0] > clauses[1] or _host_nowfails(hunk, index))
 
 
 def _guest_only(text: str) -> bool:
@@ -259,7 +250,7 @@ def _guest_only(text: str) -> bool:
     return bool(_NOT_HOST.search(text)) and "||" not in text
 
 
-def _host_now_fails(hunk: Hunk, index: int) -> bool:
+def _host_nowfails(hunk: Hunk, index: int) -> bool:
     """The run of changed lines around ``index`` replaces a guest-only
     condition with one that holds for some host accesses too
     (``!host && !has(X)`` -> ``!has(X) && !(host && data == 0)``)."""
@@ -285,7 +276,7 @@ def changes_error_condition(matcher: Matcher, patch: Patch, hunk: Hunk, index: i
     with no more clauses (the widening case is :func:`widens_error_condition`)."""
     clauses = _guarded_old_exit(matcher, hunk, index, patch)
     block = _block(hunk, index)
-    return clauses is not None and clauses[0] <= clauses[1] and not _host_now_fails(hunk, index) and \
+    return clauses is not None and clauses[0] <= clauses[1] and not _host_nowfails(hunk, index) and \
         any(hunk.lines[i].removed and _CONDITION.search(hunk.lines[i].text) for i in block)
 
 
@@ -364,7 +355,7 @@ def not_a_move(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
             if preset is not None:
                 wanted |= _errors(hunk.lines[preset].text)
     for ln in patch.removed_lines:
-        if not (_ERR_RETURN.search(ln.text) or _ERR_ASSIGN.search(ln.text) or _FALSE_RETURN.search(ln.text)):
+        if not (ERR_RETURN.search(ln.text) or _ERR_ASSIGN.search(ln.text) or _FALSE_RETURN.search(ln.text)):
             continue
         watched = ln is not line and (matcher.function_matches(ln.function) or wanted & _errors(ln.text)
                                       or any(ln is other for other in hunk.lines))  # replaced in place
@@ -398,7 +389,7 @@ def _guard_change(patch: Patch, hunk: Hunk, index: int, near: bool = True) -> li
     same = [i for i in where if hunk.lines[i].removed and " ".join(hunk.lines[i].text.split()) == text]
     if not line.added or not same:
         return []
-    if _FAIL_ASSIGN.search(line.text) and not _ERR_RETURN.search(line.text):
+    if FAIL_ASSIGN.search(line.text) and not ERR_RETURN.search(line.text):
         after = [i for i in range(index + 1, len(hunk.lines)) if hunk.lines[i].kind in (" ", "+")][:1]
         if not any(_JUMP.match(hunk.lines[i].text.strip()) for i in after):
             return []
@@ -488,7 +479,7 @@ def not_rewritten(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> boo
     condition: ``return 1;`` becoming ``return KVM_MSR_RET_ERR;`` fails what
     it failed before (a changed condition around it still counts)."""
     old, new = _block_texts(hunk, index)
-    return not any(_fails(text) for text in old) or any(_CONDITION.search(text) for text in old + new)
+    return not any(fails(text) for text in old) or any(_CONDITION.search(text) for text in old + new)
 
 
 def not_moved_out(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
@@ -514,7 +505,7 @@ def not_moved_out(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> boo
                     if _error_exit(h, i) is None:
                         return True
                     moved = True
-                elif wanted & _errors(ln.text) and (_ERR_RETURN.search(ln.text) or _ERR_ASSIGN.search(ln.text)):
+                elif wanted & _errors(ln.text) and (ERR_RETURN.search(ln.text) or _ERR_ASSIGN.search(ln.text)):
                     moved = True
     return not moved
 
