@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import re
 import time
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -22,6 +23,7 @@ EXCERPT_AFTER_MAX = 4  # lines to finish a statement split over several
 
 _TABLE_WORDS = ("eax", "ebx", "ecx", "edx", "cpuid_entry_", "guest_cpuid_clear")
 _models: dict = {}  # kernel tree (None: the shipped index) -> loaded model
+_STORED = re.compile(r"^\s*\.(\w+)\s*=\s*([a-z_]\w*)\s*,")  # .set_msr = vmx_set_msr,
 
 
 class Scope:
@@ -39,6 +41,8 @@ class Scope:
         self._writes: dict = {}  # (hunk, line) -> what the line writes (hunks live as long as the scope)
         self._writer_names: set[str] | None = None
         self._may_write: dict = {}
+        self._rejects: dict = {}
+        self._bodies: dict | None = None
 
     def base(self):
         """The shipped (or the user's tree's) model, without the series' calls."""
@@ -59,6 +63,52 @@ class Scope:
             added = patchgraph.added_calls(self.series, reach.calls_in) if self.series else []
             self._model = self.base().with_calls(added)
         return self._model
+
+    def _added_bodies(self) -> dict[str, list[str]]:
+        """Function -> the lines the series adds to it; ops member -> the
+        functions the series stores in it (``.m = f``)."""
+        if self._bodies is None:
+            bodies: dict[str, list[str]] = {}
+            for patch in self.series.patches if self.series else []:
+                for fdiff in patch.files:
+                    for hunk in fdiff.hunks:
+                        for line in hunk.lines:
+                            if line.added and line.function:
+                                bodies.setdefault(line.function, []).append(line.text)
+                            stored = _STORED.match(line.text) if line.added else None
+                            if stored:
+                                bodies.setdefault("." + stored.group(1), []).append(stored.group(2))
+            self._bodies = bodies
+        return self._bodies
+
+    def may_reject(self, func: str, seen: frozenset[str] = frozenset()) -> bool | None:
+        """Can ``func`` (a function or an ops member ``T.m``) fail its caller
+        on bad input, after the series? Yes if the series adds it an exit
+        that refuses, or a used call to a function that can; else what the
+        index says; a function or member only the series defines can refuse
+        only by what the series adds to it. None: nobody knows it."""
+        if func in self._rejects:
+            return self._rejects[func]
+        from reviewer.kvm import exits, reach
+
+        bodies = self._added_bodies()
+        member = "." + func.partition(".")[2] if "." in func else None
+        implementations = bodies.get(member, []) if member else []
+        added = bodies.get(func, [])
+        verdict = None
+        if any(exits.fails(text) for text in added):
+            verdict = True
+        elif added and any(self.may_reject(callee, seen | {func}) is not False
+                           for callee, used in reach.calls_in("\n".join(added)) if used and callee not in seen):
+            verdict = True
+        elif any(self.may_reject(impl, seen | {func}) for impl in implementations if impl not in seen):
+            verdict = True
+        else:
+            verdict = self.base().can_reject(func)
+            if verdict is None and (added or member):  # new to the series, and nothing it adds refuses
+                verdict = False
+        self._rejects[func] = verdict
+        return verdict
 
     def _table_facts(self) -> tuple:
         """(functions writing the table after the series, before it, defined
@@ -225,6 +275,9 @@ class Watch:
 
     def dispatches(self, name: str | None) -> bool:
         return name is not None and self.scope.base().dispatches(name)
+
+    def may_reject(self, func: str) -> bool | None:
+        return self.scope.may_reject(func)
 
     def shares_entry(self, one: str | None, other: str | None) -> bool:
         if one == other or not self.matcher.reachable_from:

@@ -36,6 +36,10 @@ class Matcher(Protocol):
         when either is unknown)? A check moved from KVM_SET_VCPU_EVENTS to
         KVM_RUN is no move for the VMM that now fails KVM_RUN."""
 
+    def may_reject(self, func: str) -> bool | None:
+        """Can ``func`` (or ops member ``T.m``) fail its caller on bad input
+        after the series (None: unknown)?"""
+
 
 LOOKBACK = 10
 _HOST = r"(?:\w+(?:->|\.))?host(?:_initiated)?"  # msr_info->host_initiated, host
@@ -294,16 +298,33 @@ def _statement(hunk: Hunk, index: int, kind: str) -> str:
 
 def widens_return(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """An added ``return <call>(...)`` that the lines it replaces did not
-    have, or that chains more conditions (``&&``/``||``) than they did."""
-    if not hunk.lines[index].added:
+    have, or that chains more conditions (``&&``/``||``) than they did; not
+    a call the function made before (the hunk takes it out elsewhere)."""
+    line = hunk.lines[index]
+    if not line.added:
         return False
     added = _statement(hunk, index, "+")
+    called = _CALL.search(added.partition("=")[2] if not added.startswith("return") else added)
+    if called and any(ln.removed and ln.function == line.function and
+                      re.search(r"\b" + re.escape(called.group(2)) + r"\s*\(", ln.text) for ln in hunk.lines):
+        return False  # the same call, kept (moved within the function): the same failures
     replaced = [_statement(hunk, i, "-") for i in _block(hunk, index)
                 if hunk.lines[i].removed and _RETURN_CALL.match(hunk.lines[i].text)]
     if not replaced:
         return True
     clauses = len(_AND_OR.findall(added))
     return clauses > max(len(_AND_OR.findall(r)) for r in replaced)
+
+
+def callee_may_reject(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """The call whose result the line returns or stores can fail on bad
+    input (or nobody knows): ``r = kvm_hv_vcpu_init(vcpu);``, which can
+    only run out of memory, rejects nothing; nor does a new ops hook that
+    no vendor implements yet."""
+    from reviewer.kvm import reach
+
+    calls = reach.calls_in(_statement(hunk, index, "+"))
+    return not calls or matcher.may_reject(calls[0][0]) is not False
 
 
 def _errors(text: str) -> set[str]:
@@ -634,6 +655,7 @@ LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
     "loses_a_guard": loses_a_guard,
     "gains_a_guard": gains_a_guard,
     "not_kept": not_kept,
+    "callee_may_reject": callee_may_reject,
     "not_inverted": not_inverted,
 }
 

@@ -13,7 +13,7 @@ import pytest
 
 from reviewer.errors import InputError
 from reviewer.kvm import graph, reach
-from reviewer.kvm.index import dumps, loads
+from reviewer.kvm.index import FORMAT, dumps, loads
 
 X86 = """\
 static int do_set_thing(struct kvm_vcpu *vcpu, u32 index, u64 *data)
@@ -117,12 +117,21 @@ def test_small_tree_model(tree):
     assert model.case_entry("poke", body[:12]) is None  # not a dispatcher
     assert reach.describe(model.path("vendor_check")) == (
         "reached from KVM_SET_THINGS via do_set_thing -> vmx_set_thing -> vendor_check")
+    # which functions can fail their caller on bad input: their own exits (`return data ? 0 : 1`
+    # is none the model reads), and
+    # the used results of those that can (through the ops member too)
+    assert {name: model.can_reject(name) for name in (
+        "vmx_set_thing", "vendor_check", "do_set_thing", "setup_only", "kvm_arch_vcpu_ioctl", "poke",
+        "note_poke", "kvm_x86_ops.set_thing", ".set_thing", ".nothing", "not_a_function")} == {
+        "vmx_set_thing": True, "vendor_check": False, "do_set_thing": True, "setup_only": False,
+        "kvm_arch_vcpu_ioctl": True, "poke": False, "note_poke": False, "kvm_x86_ops.set_thing": True,
+        ".set_thing": True, ".nothing": None, "not_a_function": None}
 
 
 def test_index_file_round_trip(tree, index_file):
     text = index_file.read_text(encoding="utf-8")
     header = text.split("\n", 1)[0].split(" ")
-    assert header[:6] == ["kvm-review-index", "2", "kernel=9.1", "functions=7", "edges=6", "entries=2"]
+    assert header[:6] == ["kvm-review-index", str(FORMAT), "kernel=9.1", "functions=7", "edges=6", "entries=2"]
     assert header[6].startswith("sha256=") and len(header[6]) == 7 + 64
     assert dumps(loads(text, "x")) == text
 
@@ -131,8 +140,8 @@ def test_index_file_round_trip(tree, index_file):
     (lambda t: t[:len(t) // 2], "kvm-review index damaged or truncated (checksum mismatch)"),
     (lambda t: "", "not a kvm-review index (no 'kvm-review-index' header)"),
     (lambda t: '{"files": []}\n', "not a kvm-review index (no 'kvm-review-index' header)"),
-    (lambda t: t.replace("kvm-review-index 2 ", "kvm-review-index 7 ", 1), "kvm-review index format ['7'],"
-                                                                          " this version reads 2"),
+    (lambda t: t.replace(f"kvm-review-index {FORMAT} ", "kvm-review-index 7 ", 1), "kvm-review index format ['7'],"
+                                                                                   f" this version reads {FORMAT}"),
     (lambda t: t.replace("functions=7", "functions=8", 1), "kvm-review index counts do not match its header"),
 ])
 def test_bad_index_is_one_line_exit_2(index_file, damage, message):
@@ -146,7 +155,7 @@ def test_bad_index_is_one_line_exit_2(index_file, damage, message):
 def test_body_that_is_not_the_format():
     body = '{"files": 3}\n'
     digest = hashlib.sha256(body.encode()).hexdigest()
-    text = f"kvm-review-index 2 kernel=6.12 functions=0 edges=0 entries=0 sha256={digest}\n"
+    text = f"kvm-review-index {FORMAT} kernel=6.12 functions=0 edges=0 entries=0 sha256={digest}\n"
     with pytest.raises(InputError, match=r"^x: kvm-review index unreadable \(KeyError\)$"):
         loads(text + body, "x")
 
@@ -172,7 +181,7 @@ def test_kernel_tree_is_indexed_once_then_cached(tree, tmp_path):
     cached[0].write_text("damaged", encoding="utf-8")  # a damaged cache entry is rebuilt, not an error
     again = run("reach", "--kernel-tree", str(tree), "note_poke", env=env)
     assert (again.returncode, again.stdout) == (0, first.stdout)
-    assert cached[0].read_text(encoding="utf-8").startswith("kvm-review-index 2 kernel=9.1 ")
+    assert cached[0].read_text(encoding="utf-8").startswith(f"kvm-review-index {FORMAT} kernel=9.1 ")
 
 
 @pytest.mark.parametrize(("make", "message"), [
@@ -192,6 +201,13 @@ def test_shipped_index_loads():
     assert model.index.kernel == "6.12"
     assert len(model.index.names) > 3500 and len(model.index.entries) > 100
     assert model.entries("kvm_check_cpuid") == ["KVM_SET_CPUID", "KVM_SET_CPUID2"]
+    # can refuse input (an exit of its own, or a used result of one that can) ... or cannot
+    assert {name: model.can_reject(name) for name in (
+        "kvm_check_cpuid", "kvm_set_cpuid", "kvm_set_msr_common", "intel_pmu_set_msr", "kvm_x86_ops.set_msr",
+        "kvm_hv_vcpu_init", "kvm_pmu_refresh", "kvm_update_cpuid_runtime")} == {
+        "kvm_check_cpuid": True, "kvm_set_cpuid": True, "kvm_set_msr_common": True, "intel_pmu_set_msr": True,
+        "kvm_x86_ops.set_msr": True, "kvm_hv_vcpu_init": False, "kvm_pmu_refresh": False,
+        "kvm_update_cpuid_runtime": False}
 
 
 def test_reach_stats_and_usage(index_file):

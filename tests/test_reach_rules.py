@@ -276,3 +276,29 @@ def test_a_success_path_turned_around_rejects_nothing_new():
     text = (DIFFS / "inverted-arm.diff").read_text().replace(
         "+\t\tif (data & pmu->fixed_ctr_ctrl_mask)", "+\t\tif (data & pmu->global_ctrl_mask)")
     assert found("", text) == [("userspace-reject-msr", 369, "intel_pmu_set_msr")]
+
+
+def test_a_new_call_fails_the_ioctl_only_if_the_callee_can_refuse_input():
+    """kvm_hv_vcpu_init() can only run out of memory; kvm_check_cpuid()
+    refuses CPUID userspace set; a new ops hook refuses what its
+    implementations in the patch refuse, nothing when it has none."""
+    alloc = (DIFFS / "callee-alloc.diff").read_text()
+    assert found("", alloc) == []
+    assert found("", alloc.replace("kvm_hv_vcpu_init(vcpu)", "kvm_check_cpuid(vcpu, e2, nent)")) == [
+        ("userspace-reject-callee", 493, "kvm_set_cpuid")]
+    hook = alloc.replace("kvm_hv_vcpu_init(vcpu)", "static_call(kvm_x86_vcpu_check_cpuid)(vcpu, e2, nent)")
+    assert found("", hook) == []
+    assert found("new-op-refuses.diff") == [("userspace-reject-callee", 493, "kvm_set_cpuid")]
+    without = (DIFFS / "new-op-refuses.diff").read_text().replace("-E2BIG", "0")
+    assert found("", without) == []
+
+
+def test_a_call_the_function_made_before_is_no_new_failure():
+    """The same call moved within the function fails what it failed; a
+    refusing callee put in place of another is new."""
+    moved = (DIFFS / "kept-call.diff").read_text().replace(
+        "kvm_hv_vcpu_init(vcpu)", "kvm_cpuid_check_equal(vcpu, e2, nent)")
+    assert found("", moved) == []
+    swapped = (DIFFS / "kept-call.diff").read_text().replace(
+        "+\t\tr = kvm_hv_vcpu_init(vcpu);", "+\t\tr = kvm_cpuid_check_equal(vcpu, e2, nent);")
+    assert found("", swapped) == [("userspace-reject-callee", 490, "kvm_set_cpuid")]

@@ -26,7 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from reviewer.errors import InputError
-from reviewer.kvm import cpuidtable, cscan
+from reviewer.kvm import cpuidtable, cscan, exits
 from reviewer.kvm.index import NO_ROOT, Index, make
 
 SCANNED = ("arch/x86/kvm", "virt/kvm", "arch/x86/include/asm/kvm_host.h", "include/linux/kvm_host.h")
@@ -164,14 +164,17 @@ def build(tree: str | Path, files: list[str] | None = None) -> Index:
         raise InputError(f"{tree}: no arch/x86/kvm or virt/kvm sources in this kernel tree")
     scans = []
     writers: set[str] = set()
+    rejecters: set[str] = set()
     for path in paths:
         try:
             text = (root / path).read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
             raise InputError(f"{root / path}: {exc.strerror}") from None
         scans.append(cscan.scan(text, path))
-        writers |= cpuid_writers(scans[-1], text.split("\n"))
-    return assemble(kernel_version(root), scans, writers)
+        lines = text.split("\n")
+        writers |= cpuid_writers(scans[-1], lines)
+        rejecters |= {fn.name for fn in scans[-1].functions if exits.rejects_in(lines[fn.line - 1:fn.end])}
+    return assemble(kernel_version(root), scans, writers, rejecters)
 
 
 def cpuid_writers(scan: cscan.FileScan, lines: list[str]) -> set[str]:
@@ -179,7 +182,8 @@ def cpuid_writers(scan: cscan.FileScan, lines: list[str]) -> set[str]:
     return {fn.name for fn in scan.functions if cpuidtable.writes_in(lines[fn.line - 1:fn.end])}
 
 
-def assemble(kernel: str, scans: list[cscan.FileScan], writers: set[str] = frozenset()) -> Index:
+def assemble(kernel: str, scans: list[cscan.FileScan], writers: set[str] = frozenset(),
+             rejecters: set[str] = frozenset()) -> Index:
     """The index of scanned files."""
     resolve = _Resolver(scans)
     names = sorted(resolve.functions)
@@ -214,4 +218,5 @@ def assemble(kernel: str, scans: list[cscan.FileScan], writers: set[str] = froze
     return make(kernel, files, names, [where[name] for name in names], callees, callers,
                 {key: label for key, label in sorted(labels.items()) if label},
                 {entry: sorted(roots) for entry, roots in sorted(entries.items())}, members,
-                [position[name] for name in writers if name in position])
+                [position[name] for name in writers if name in position],
+                [position[name] for name in rejecters if name in position])

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from reviewer.errors import InputError
 
 MAGIC = "kvm-review-index"
-FORMAT = 2  # 2: the functions that write the vCPU's CPUID table
+FORMAT = 3  # 2: the functions that write the vCPU's CPUID table; 3: those whose own body refuses input
 VIA = ("any", "result")
 NO_ROOT = -1  # the root code of an arm that calls nothing
 
@@ -58,6 +58,7 @@ class Index:
     members: dict[str, list[int]]  # "kvm_x86_ops.set_msr" / ".set_msr" -> implementations
     entry_sets: list[list[int]]  # sets of entry numbers (in ``entries`` order), named by Row.reach
     cpuid_writers: list[int] = field(default_factory=list)  # functions writing the vCPU's CPUID table
+    rejecters: list[int] = field(default_factory=list)  # functions with an exit that refuses input (kvm.exits)
     position: dict[str, int] = field(default_factory=dict, repr=False)
     dispatchers: frozenset[str] = field(default=frozenset(), repr=False)
     parsed: dict[int, Row] = field(default_factory=dict, repr=False)
@@ -119,7 +120,7 @@ class Index:
 
 def make(kernel: str, files: list[str], names: list[str], where: list[tuple[int, int]], callees: list[list[int]],
          callers: list[list[int]], labels: dict[tuple[int, int], str], entries: dict[str, list[tuple[int, int]]],
-         members: dict[str, list[int]], cpuid_writers: list[int] = ()) -> Index:
+         members: dict[str, list[int]], cpuid_writers: list[int] = (), rejecters: list[int] = ()) -> Index:
     """An index from the graph's lists, with what reaches each function computed (once, here)."""
     def rows(reach: list[tuple[int, int]]) -> list[str]:
         return [Row(file, line, out, into, ids).encode(name)
@@ -136,7 +137,7 @@ def make(kernel: str, files: list[str], names: list[str], where: list[tuple[int,
     ids = {found: number for number, found in enumerate(distinct)}
     reach = [(ids[tuple(sorted(reaching[n][0]))], ids[tuple(sorted(reaching[n][1]))]) for n in names]
     return Index(kernel, files, names, rows(reach), label_rows, entries, members, [list(d) for d in distinct],
-                 sorted(cpuid_writers))
+                 sorted(cpuid_writers), sorted(rejecters))
 
 
 def closure(starts: Iterable[str], callees: Callable[[str], Iterable[tuple[str, bool]]], via: str,
@@ -191,6 +192,7 @@ def dumps(index: Index) -> str:
         f'"members":{dump(index.members)},',
         f'"entry_sets":{dump(index.entry_sets)},',
         f'"cpuid_writers":{dump(index.cpuid_writers)},',
+        f'"rejecters":{dump(index.rejecters)},',
         '"functions":[', ",\n".join(dump(row) for row in index.rows), "]}", ""])
     digest = hashlib.sha256(body.encode()).hexdigest()
     header = (f"{MAGIC} {FORMAT} kernel={index.kernel} functions={len(index.names)} edges={index.edge_count}"
@@ -214,7 +216,7 @@ def loads(text: str, source: str) -> Index:
         rows = data["functions"]
         index = Index(meta["kernel"], data["files"], [row[:row.index("\t")] for row in rows], rows, data["labels"],
                       {entry: [tuple(pair) for pair in roots] for entry, roots in data["entries"].items()},
-                      data["members"], data["entry_sets"], data["cpuid_writers"])
+                      data["members"], data["entry_sets"], data["cpuid_writers"], data["rejecters"])
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise InputError(f"{source}: kvm-review index unreadable ({type(exc).__name__})") from None
     if str(len(index.names)) != meta.get("functions") or str(len(index.entries)) != meta.get("entries"):

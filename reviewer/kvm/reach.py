@@ -130,6 +130,26 @@ class Model:
             self.cache["writers"] = {self.index.names[n] for n in self.index.cpuid_writers}
         return self._canonical(func) in self.cache["writers"]
 
+    def can_reject(self, func: str) -> bool | None:
+        """Can ``func`` (a name, an older name, or an ops member ``T.m``/``.m``)
+        fail its caller on bad input: an exit of its own that refuses
+        (:mod:`reviewer.kvm.exits`), or the result of one that can, used?
+        None when the index does not know it."""
+        if "rejecting" not in self.cache:
+            found = {self.index.names[n] for n in self.index.rejecters}
+            todo = list(found)
+            while todo:
+                for caller, used in self.index.callers_of(todo.pop()):
+                    if used and caller not in found:
+                        found.add(caller)
+                        todo.append(caller)
+            self.cache["rejecting"] = found
+        names = [self._canonical(name) for name in self._implementations(func)]
+        known = [name for name in names if name in self.index.position]
+        if not known:
+            return None
+        return any(name in self.cache["rejecting"] for name in known)
+
     def label(self, caller: str, callee: str) -> str:
         """How ``caller`` reaches ``callee``: "" a direct call, ".m" through an ops member,
         "&" named as a value, else the table of function pointers it indexes."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reviewer.kvm import cscan, generate, graph, reach
-from reviewer.kvm.index import dumps
+from reviewer.kvm.index import FORMAT, dumps
 from tests.realkernel import kedits
 from tests.realkernel.conftest import MEMBERS, TOP
 
@@ -63,7 +63,7 @@ def test_shipped_index_is_what_make_kvm_index_writes(kernel_tree, tmp_path):
     assert generate.main(["--tree", str(kernel_tree), "-o", str(out)]) == 0
     shipped = Path(reach.__file__).parent / "data" / reach.SHIPPED
     assert out.read_text(encoding="utf-8") == shipped.read_text(encoding="utf-8")
-    assert out.read_text(encoding="utf-8").startswith("kvm-review-index 2 kernel=6.12 functions=")
+    assert out.read_text(encoding="utf-8").startswith(f"kvm-review-index {FORMAT} kernel=6.12 functions=")
 
 
 def test_generator_unpacks_what_the_tree_fixture_has(kernel_tree):
