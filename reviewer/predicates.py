@@ -249,6 +249,21 @@ def widens_error_condition(matcher: Matcher, patch: Patch, hunk: Hunk, index: in
     return clauses is not None and (clauses[0] > clauses[1] or _host_nowfails(hunk, index))
 
 
+def not_a_kept_condition(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """The condition is not one the function had before, moved: the same
+    ``if (r)`` (spaces, comments and an opening brace aside) taken out elsewhere in the same function by
+    the patch, as when ``r = kvm_update_cpuid(vcpu); if (r)`` becomes
+    ``r = kvm_check_cpuid(vcpu); if (r)`` above it."""
+    line = hunk.lines[index]
+
+    def condition(text: str) -> str:
+        return " ".join(_COMMENT_TAIL.sub("", text).split()).removesuffix("{").strip()
+
+    text = condition(line.text)
+    return not any(ln.removed and ln.function == line.function and condition(ln.text) == text
+                   for f in patch.files for h in f.hunks for ln in h.lines)
+
+
 def _guest_only(text: str) -> bool:
     """A condition that holds for the guest's accesses alone (``!host_initiated &&`` on the whole)."""
     return bool(_NOT_HOST.search(text)) and "||" not in text
@@ -656,6 +671,7 @@ LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
     "gains_a_guard": gains_a_guard,
     "not_kept": not_kept,
     "callee_may_reject": callee_may_reject,
+    "not_a_kept_condition": not_a_kept_condition,
     "not_inverted": not_inverted,
 }
 

@@ -302,3 +302,18 @@ def test_a_call_the_function_made_before_is_no_new_failure():
     swapped = (DIFFS / "kept-call.diff").read_text().replace(
         "+\t\tr = kvm_hv_vcpu_init(vcpu);", "+\t\tr = kvm_cpuid_check_equal(vcpu, e2, nent);")
     assert found("", swapped) == [("userspace-reject-callee", 490, "kvm_set_cpuid")]
+
+
+def test_a_condition_the_function_had_before_moved_is_kept():
+    from reviewer import predicates
+    from reviewer.ruletest import example_series
+
+    def kept(text: str) -> bool:
+        patch = example_series(text).patches[0]
+        hunk = patch.files[0].hunks[0]
+        index = next(i for i, ln in enumerate(hunk.lines) if ln.added and ln.text.strip().startswith("if (r)"))
+        return not predicates.not_a_kept_condition(None, patch, hunk, index)
+
+    text = (DIFFS / "kept-condition.diff").read_text()
+    assert kept(text)  # "if (r) {" added, "if (r)" taken out of the same function
+    assert not kept(text.replace("-\tif (r)\n", "-\tif (!r)\n"))
