@@ -14,7 +14,9 @@ DIFFS = Path(__file__).with_name("diffs")
 
 
 def review(name: str, text: str | None = None):
-    return [f for f in analysis.analyze(example_series(text or (DIFFS / name).read_text()), RULES) if f.file]
+    series = example_series(text or (DIFFS / name).read_text())
+    assert [p.problem for p in series.patches] == [None]  # a diff read whole, or the test proves nothing
+    return [f for f in analysis.analyze(series, RULES) if f.file]
 
 
 def found(name: str, text: str | None = None) -> list[tuple[str, int | None, str | None]]:
