@@ -264,6 +264,18 @@ def not_a_kept_condition(matcher: Matcher, patch: Patch, hunk: Hunk, index: int)
                    for f in patch.files for h in f.hunks for ln in h.lines)
 
 
+_QUIRK = re.compile(r"\bkvm_check_has_quirk\s*\(")
+
+
+def not_quirked(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """The change does not sit behind a quirk: ``host_initiated &&
+    kvm_check_has_quirk(kvm, KVM_X86_QUIRK_X)`` keeps the old behaviour for
+    every VMM that does not disable the quirk (KVM_CAP_DISABLE_QUIRKS2),
+    which is how KVM makes a stricter ABI opt-in."""
+    texts = _block_texts(hunk, index)[1] + [_guard(hunk, index), hunk.lines[index].text]
+    return not any(_QUIRK.search(text) for text in texts)
+
+
 def _guest_only(text: str) -> bool:
     """A condition that holds for the guest's accesses alone (``!host_initiated &&`` on the whole)."""
     return bool(_NOT_HOST.search(text)) and "||" not in text
@@ -672,6 +684,7 @@ LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
     "not_kept": not_kept,
     "callee_may_reject": callee_may_reject,
     "not_a_kept_condition": not_a_kept_condition,
+    "not_quirked": not_quirked,
     "not_inverted": not_inverted,
 }
 

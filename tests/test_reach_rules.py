@@ -313,3 +313,13 @@ def test_a_condition_the_function_had_before_moved_is_kept():
     assert found("", text) == []
     assert found("", text.replace("-\tif (r)\n", "-\tif (!r)\n")) == [
         ("userspace-reject-condition", 206, "kvm_vcpu_ioctl_set_cpuid")]
+
+
+def test_a_stricter_abi_behind_a_quirk_breaks_no_vmm():
+    """Quirks are on unless userspace disables them: the old behaviour stays
+    the default; the same change without a quirk takes the host's pass away."""
+    text = (DIFFS / "quirked-host.diff").read_text()
+    assert found("", text) == []
+    assert found("", text.replace("kvm_check_has_quirk(vcpu->kvm, KVM_X86_QUIRK_TSC_HOST_ACCESS)",
+                                  "vcpu->arch.tsc_host_access")) == [
+        ("userspace-reject-host-pass-removed", 3121, "kvm_set_msr_common")]
