@@ -302,6 +302,34 @@ def no_padding_reuse(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> 
     return not any(ln.removed and _PADDING.search(ln.text) for ln in hunk.lines)
 
 
+_UNION_OPEN = re.compile(r"^\s*union\b[^;]*\{\s*$")
+
+
+def not_in_padded_union(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """Not a member added to a union that a padding array sizes
+    (``union { __u8 long_mode; __u64 pad[8]; } u;``): the union keeps its
+    size, and the struct its layout, while the new member fits the pad."""
+    line = hunk.lines[index]
+    if not line.added:
+        return True
+    depth = len(line.text.expandtabs(8)) - len(line.text.expandtabs(8).lstrip())
+    side = [i for i, ln in enumerate(hunk.lines) if ln.kind in (" ", "+")]
+    above = [i for i in side if i < index]
+    opener = next((i for i in reversed(above)
+                   if len(hunk.lines[i].text.expandtabs(8)) - len(hunk.lines[i].text.expandtabs(8).lstrip()) < depth
+                   and hunk.lines[i].text.strip()), None)
+    if opener is None or not _UNION_OPEN.match(hunk.lines[opener].text):
+        return True
+    members = [hunk.lines[i].text for i in side if i > opener]
+    inside = []
+    for text in members:
+        if text.strip().startswith("}"):
+            break
+        inside.append(text)
+    removed = any(ln.removed for ln in hunk.lines)
+    return removed or not any(_PADDING.search(text) for text in inside)
+
+
 def changes_error_condition(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """An added condition replacing one that leads to an existing error exit,
     with no more clauses (the widening case is :func:`widens_error_condition`)."""
@@ -685,6 +713,7 @@ LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
     "callee_may_reject": callee_may_reject,
     "not_a_kept_condition": not_a_kept_condition,
     "not_quirked": not_quirked,
+    "not_in_padded_union": not_in_padded_union,
     "not_inverted": not_inverted,
 }
 

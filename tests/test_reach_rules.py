@@ -323,3 +323,9 @@ def test_a_stricter_abi_behind_a_quirk_breaks_no_vmm():
     assert found("", text.replace("kvm_check_has_quirk(vcpu->kvm, KVM_X86_QUIRK_TSC_HOST_ACCESS)",
                                   "vcpu->arch.tsc_host_access")) == [
         ("userspace-reject-host-pass-removed", 3121, "kvm_set_msr_common")]
+
+
+def test_a_member_added_to_a_padded_union_keeps_the_layout():
+    text = (DIFFS / "padded-union.diff").read_text()
+    assert found("", text) == []
+    assert found("", text.replace("\t\t__u64 pad[8];", "\t\t__u64 gpa;")) == [("uapi-struct-layout", 1595, None)]
