@@ -279,6 +279,12 @@ class Watch:
     def may_reject(self, func: str) -> bool | None:
         return self.scope.may_reject(func)
 
+    def entries(self, name: str | None) -> list[str]:
+        """The entry points the rule watches that reach ``name``."""
+        if name is None or not self.matcher.reachable_from:
+            return []
+        return self.scope.reached(name, tuple(self.matcher.reachable_from), self.matcher.reach_via)
+
     def shares_entry(self, one: str | None, other: str | None) -> bool:
         if one == other or not self.matcher.reachable_from:
             return True

@@ -17,7 +17,7 @@ from typing import Protocol
 from reviewer.findings import ABI_CATEGORIES, Finding, severity_rank
 from reviewer.kvm.exits import ERR_RETURN, ERRNOS, FAIL_ASSIGN, fails
 from reviewer.kvm.guards import guards, negated
-from reviewer.kvm.patchgraph import in_new_case
+from reviewer.kvm.patchgraph import in_new_case, new_labels
 from reviewer.series import Hunk, Patch, Series
 
 
@@ -40,6 +40,9 @@ class Matcher(Protocol):
         """Can ``func`` (or ops member ``T.m``) fail its caller on bad input
         after the series (None: unknown)?"""
 
+    def entries(self, name: str | None) -> list[str]:
+        """The entry points the rule watches that reach ``name``."""
+
 
 LOOKBACK = 10
 _HOST = r"(?:\w+(?:->|\.))?host(?:_initiated)?"  # msr_info->host_initiated, host
@@ -49,7 +52,7 @@ _SUCCESS = re.compile(r"^\s*return\s+(true|0)\s*;")
 _NOT_HOST = re.compile(r"!\s*" + _HOST + r"\b")
 _FALSE_RETURN = re.compile(r"\breturn\s+false\s*;")  # a validator saying no
 _ERR_ASSIGN = re.compile(r"\b(r|ret|err|rc)\s*=\s*" + ERRNOS)
-_PRESET = re.compile(r"^\s*(?:r|ret|err|rc)\s*=\s*(-E\w+|\w+)\s*;")
+_PRESET = re.compile(r"^\s*(?:int\s+)?(?:r|ret|err|rc)\s*=\s*(-E\w+|\w+)\s*;")
 _RETURN_CALL = re.compile(r"^\s*return\s+[a-z_]\w*\s*\(")
 _CONDITION = re.compile(r"^\s*(if|else if)\b|^\s*(&&|\|\|)|(&&|\|\|)\s*$")
 _JUMP = re.compile(r"(break|goto \w+);")
@@ -552,10 +555,22 @@ def not_a_guard_moved(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) ->
 
 def not_rewritten(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """The failure is not one the patch rewrites in place under the same
-    condition: ``return 1;`` becoming ``return KVM_MSR_RET_ERR;`` fails what
-    it failed before (a changed condition around it still counts)."""
+    condition: ``return 1;`` becoming ``return KVM_MSR_RET_ERR;``, or
+    ``goto out;`` (``ret = -EINVAL`` preset) becoming ``return -EINVAL;``,
+    fails what it failed before (a changed condition around it still counts)."""
     old, new = _block_texts(hunk, index)
-    return not any(fails(text) for text in old) or any(_CONDITION.search(text) for text in old + new)
+    jumped = any(hunk.lines[i].removed and _jump_fails(hunk, i) for i in _block(hunk, index))
+    return not (jumped or any(fails(text) for text in old)) or any(_CONDITION.search(text) for text in old + new)
+
+
+def _jump_fails(hunk: Hunk, index: int) -> bool:
+    """A ``goto``/``break`` whose return value, as last set above it on its
+    side of the hunk, is an error (``int ret = -EINVAL;`` ... ``goto out;``)."""
+    if not _JUMP.match(hunk.lines[index].text.strip()):
+        return False
+    preset = next((j for j in _side_lines(hunk, index)[::-1] if _PRESET.search(hunk.lines[j].text)), None)
+    return preset is not None and bool(ERR_RETURN.search("return " + _PRESET.search(hunk.lines[preset].text).group(1)
+                                                         + ";"))
 
 
 def not_moved_out(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
@@ -607,6 +622,11 @@ def not_inverted(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool
     return not any(ln.added and _exits_at(hunk, i) and turned & set(new[i]) for i, ln in enumerate(hunk.lines))
 
 
+def _entry_label(entry: str) -> str:
+    """The case label of an entry point: KVM_CAP_X of KVM_ENABLE_CAP(KVM_CAP_X)."""
+    return entry.removeprefix("KVM_ENABLE_CAP(").removesuffix(")")
+
+
 def not_a_new_interface(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """Not in a ``case`` arm this patch adds, nor under a condition on state
     only such an arm sets (a field the patch declares and its new arm
@@ -615,6 +635,10 @@ def not_a_new_interface(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) 
     or attribute reject nothing that worked before."""
     if in_new_case(hunk, index):
         return False
+    entries = matcher.entries(hunk.lines[index].function)
+    labels = new_labels(patch)
+    if entries and labels and all(_entry_label(entry) in labels for entry in entries):
+        return False  # a function only the patch's new arms reach (__set_sregs2 of a new KVM_SET_SREGS2)
     fields = _new_interface_state(patch)
     if not fields:
         return True

@@ -329,3 +329,20 @@ def test_a_member_added_to_a_padded_union_keeps_the_layout():
     text = (DIFFS / "padded-union.diff").read_text()
     assert found("", text) == []
     assert found("", text.replace("\t\t__u64 pad[8];", "\t\t__u64 gpa;")) == [("uapi-struct-layout", 1595, None)]
+
+
+def test_the_checks_of_a_new_ioctl_arm_reject_nothing_that_worked():
+    """A helper that only an arm the patch adds reaches (the 6.12 index
+    knows KVM_SET_SREGS2; the patch is what adds it) checks a new ioctl's
+    input; without that arm, the same check is a new rejection."""
+    text = (DIFFS / "new-ioctl-helper.diff").read_text()
+    assert found("", text) == []
+    assert found("", text[:text.index("diff --git a/arch/x86/kvm/x86.c")]) == [
+        ("userspace-reject-added", 685, "kvm_vcpu_ioctl_x86_set_sregs2")]
+
+
+def test_a_goto_with_an_error_preset_rewritten_as_a_return_fails_the_same():
+    text = (DIFFS / "goto-to-return.diff").read_text()
+    assert found("", text) == []
+    assert found("", text.replace("-\tint ret = -EINVAL;", "-\tint ret = 0;")) == [
+        ("userspace-reject-added", 572, "__set_sregs_common")]

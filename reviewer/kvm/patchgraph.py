@@ -31,6 +31,16 @@ def in_new_case(hunk: Hunk, index: int) -> bool:
     return hunk.case_labels[index] in hunk.new_arms
 
 
+def new_labels(patch) -> set[str]:
+    """The ``case`` labels whose arms the patch adds (``KVM_SET_SREGS2``,
+    ``KVM_CAP_X``), read from every hunk."""
+    return {label for f in patch.files for h in f.hunks for i in h.new_arms
+            for label in _LABELS.findall(h.lines[i].text)}
+
+
+_LABELS = re.compile(r"\bcase\s+([A-Z_][A-Z0-9_]*)\s*:")
+
+
 def _plain_calls(text: str) -> list[tuple[str, bool]]:
     start = len(text) - len(text.lstrip())
     return [(m.group(1), m.start() != start) for m in _CALL.finditer(text) if m.group(1) not in _KEYWORDS]
