@@ -716,6 +716,29 @@ def widens_mask(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     return bool(old) and terms(new) > terms(old)
 
 
+_RESERVED_OR = re.compile(r"\b\w*(?:reserved|rsvd)\w*\s*\|=\s*\(?([A-Z_][A-Z0-9_]*)")
+
+
+def not_moved_here(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """The patch does not take the same line out elsewhere (a moved line)."""
+    text = " ".join(hunk.lines[index].text.split())
+    return not any(" ".join(ln.text.split()) == text for f in patch.files for h in f.hunks for ln in h.lines
+                   if ln.removed)
+
+
+def not_newly_allowed(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """The bit ``__reserved_bits |= X86_CR4_FRED`` reserves is not one the
+    patch also adds to what is allowed (``CR4_RESERVED_BITS`` gaining
+    ``| X86_CR4_FRED``): a bit that was reserved for every guest stays
+    reserved only for guests without the feature; that rejects nothing new."""
+    found = _RESERVED_OR.search(hunk.lines[index].text)
+    if not found:
+        return True
+    bit = re.compile(r"\b" + found.group(1) + r"\b")
+    return not any(ln.added and bit.search(ln.text) and not _RESERVED_OR.search(ln.text)
+                   for f in patch.files for h in f.hunks for ln in h.lines)
+
+
 LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
     "not_a_move": not_a_move,
     "not_a_guard_moved": not_a_guard_moved,
@@ -738,6 +761,8 @@ LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
     "not_a_kept_condition": not_a_kept_condition,
     "not_quirked": not_quirked,
     "not_in_padded_union": not_in_padded_union,
+    "not_moved_here": not_moved_here,
+    "not_newly_allowed": not_newly_allowed,
     "not_inverted": not_inverted,
 }
 

@@ -346,3 +346,12 @@ def test_a_goto_with_an_error_preset_rewritten_as_a_return_fails_the_same():
     assert found("", text) == []
     assert found("", text.replace("-\tint ret = -EINVAL;", "-\tint ret = 0;")) == [
         ("userspace-reject-added", 572, "__set_sregs_common")]
+
+
+def test_a_newly_reserved_bit_and_a_dropped_one():
+    rule = RULES.get("userspace-reject-reserved-bit")
+    assert found("", rule.fires) == [("userspace-reject-reserved-bit", 604, None)]  # a macro: no function
+    assert found("", rule.passes) == []  # CR4.FRED: allowed with its feature, reserved without it as before
+    dropped = RULES.get("userspace-reject-reserved-bit-dropped")
+    assert found("", dropped.fires) == [("userspace-reject-reserved-bit-dropped", 3408, "kvm_set_msr_common")]
+    assert found("", dropped.passes) == []
