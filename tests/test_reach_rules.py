@@ -353,5 +353,5 @@ def test_a_newly_reserved_bit_and_a_dropped_one():
     assert found("", rule.fires) == [("userspace-reject-reserved-bit", 604, None)]  # a macro: no function
     assert found("", rule.passes) == []  # CR4.FRED: allowed with its feature, reserved without it as before
     dropped = RULES.get("userspace-reject-reserved-bit-dropped")
-    assert found("", dropped.fires) == [("userspace-reject-reserved-bit-dropped", 3408, "kvm_set_msr_common")]
+    assert found("", dropped.fires) == [("userspace-reject-reserved-bit-dropped", 3409, "kvm_set_msr_common")]
     assert found("", dropped.passes) == []
