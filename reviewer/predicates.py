@@ -720,10 +720,30 @@ _RESERVED_OR = re.compile(r"\b\w*(?:reserved|rsvd)\w*\s*\|=\s*\(?([A-Z_][A-Z0-9_
 
 
 def not_moved_here(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
-    """The patch does not take the same line out elsewhere (a moved line)."""
-    text = " ".join(hunk.lines[index].text.split())
-    return not any(" ".join(ln.text.split()) == text for f in patch.files for h in f.hunks for ln in h.lines
-                   if ln.removed)
+    """The patch does not take the same code out elsewhere (a moved line;
+    spaces and a trailing comment aside)."""
+    def code(text: str) -> str:
+        return " ".join(_COMMENT_TAIL.sub("", text).split())
+
+    mine = code(hunk.lines[index].text)
+    return not any(code(ln.text) == mine for f in patch.files for h in f.hunks for ln in h.lines if ln.removed)
+
+
+_CASE_MSR = re.compile(r"^\s*case\s+(\w+)")
+
+
+def not_relabelled(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """A removed ``case MSR_X:`` that the patch does not handle again: not
+    rewritten in the same run of changes (``case A: {`` becoming ``case A:``,
+    a range becoming ``case KVM_FIRST_X ... KVM_LAST_X:``), nor its MSR
+    named by a ``case`` the patch adds anywhere (an arm moved)."""
+    if any(hunk.lines[i].added and _CASE_MSR.match(hunk.lines[i].text) for i in _block(hunk, index)):
+        return False
+    found = _CASE_MSR.match(hunk.lines[index].text)
+    if not found:
+        return True
+    name = re.compile(r"\bcase\b.*\b" + found.group(1) + r"\b")
+    return not any(ln.added and name.search(ln.text) for f in patch.files for h in f.hunks for ln in h.lines)
 
 
 def not_newly_allowed(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
@@ -762,6 +782,7 @@ LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
     "not_quirked": not_quirked,
     "not_in_padded_union": not_in_padded_union,
     "not_moved_here": not_moved_here,
+    "not_relabelled": not_relabelled,
     "not_newly_allowed": not_newly_allowed,
     "not_inverted": not_inverted,
 }

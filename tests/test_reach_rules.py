@@ -355,3 +355,17 @@ def test_a_newly_reserved_bit_and_a_dropped_one():
     dropped = RULES.get("userspace-reject-reserved-bit-dropped")
     assert found("", dropped.fires) == [("userspace-reject-reserved-bit-dropped", 3409, "kvm_set_msr_common")]
     assert found("", dropped.passes) == []
+
+
+def test_an_msr_case_taken_out_and_bits_a_setter_now_drops():
+    rejects = RULES.get("userspace-rejects-msr")
+    assert found("", rejects.fires) == [("userspace-rejects-msr", 3638, "kvm_set_msr_common")]
+    assert found("", rejects.passes) == []  # the same arm, re-added
+    relabelled = rejects.fires.replace(
+        "-\tcase MSR_K7_PERFCTR0 ... MSR_K7_PERFCTR3:\n",
+        "-\tcase MSR_K7_PERFCTR0 ... MSR_K7_PERFCTR3: {\n+\tcase MSR_K7_PERFCTR0 ... MSR_K7_PERFCTR3:\n",
+    ).replace("@@ -3635,16 +3635,6 @@", "@@ -3635,16 +3635,7 @@")
+    assert found("", relabelled) == []  # a label rewritten in place handles the MSR still
+    ignored = RULES.get("userspace-msr-bits-ignored")
+    assert found("", ignored.fires) == [("userspace-msr-bits-ignored", 3440, "kvm_set_msr_common")]
+    assert found("", ignored.passes) == []  # a comment changed
