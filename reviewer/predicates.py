@@ -166,10 +166,13 @@ def _helper_widening(patch: Patch, added: list[str], removed: list[str]) -> int:
     """Clauses by which helpers the new condition newly calls, and whose
     bodies this same patch changes, widen it: a guard renamed to a helper
     that tests one thing more. Under ``!helper()`` an added ``&&`` widens
-    the guard (``!(a && b)`` is ``!a || !b``); without it an added ``||``."""
+    the guard (``!(a && b)`` is ``!a || !b``); without it an added ``||``;
+    under ``~`` (``args & ~allowed()``) each ``&= ~`` the helper gains
+    clears an allowed bit."""
     before = {m.group(2) for text in removed for m in _CALL.finditer(text)}
     calls = {m.group(2): bool(m.group(1)) for text in added for m in _CALL.finditer(text)
              if m.group(2) not in before}
+    complemented = {m.group(1) for text in added for m in re.finditer(r"~\s*([a-z_]\w*)\s*\(", text)}
     widening = 0
     for name, under_not in calls.items():
         op = "&&" if under_not else "||"
@@ -180,8 +183,13 @@ def _helper_widening(patch: Patch, added: list[str], removed: list[str]) -> int:
                     if _NOT_HOST.search(h.lines[j].text):
                         continue  # a guest-only clause fails no userspace write
                     count = h.lines[j].text.count(op)
+                    if name in complemented:  # x & ~allowed(): each bit the helper clears is refused
+                        count = len(_CLEARS.findall(h.lines[j].text))
                     widening += count if h.lines[j].added else -count
     return max(0, widening)
+
+
+_CLEARS = re.compile(r"&=\s*~")
 
 
 def _breadth(texts: list[str]) -> tuple[int, int]:

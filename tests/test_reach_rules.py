@@ -371,3 +371,14 @@ def test_an_msr_case_taken_out_and_bits_a_setter_now_drops():
     ignored = RULES.get("userspace-msr-bits-ignored")
     assert found("", ignored.fires) == [("userspace-msr-bits-ignored", 3440, "kvm_set_msr_common")]
     assert found("", ignored.passes) == []  # a comment changed
+
+
+def test_an_allowed_mask_narrowed_through_a_new_helper_is_a_rejection():
+    """``args & ~VALID`` becoming ``args & ~allowed()``, a helper the patch
+    writes that clears a bit: that value is now refused; a helper that
+    clears nothing only renames the mask (a changed condition, info)."""
+    text = (DIFFS / "allowed-helper.diff").read_text()
+    assert found("", text) == [("userspace-reject-condition", 6135, "kvm_vm_ioctl_enable_cap")]
+    renamed = text.replace("+\tif (!kvm_can_mwait_in_guest())\n+\t\tallowed &= ~KVM_X86_DISABLE_EXITS_MWAIT;\n+\n", "")
+    assert found("", renamed.replace("+4149,16", "+4149,13")) == [
+        ("userspace-reject-condition-changed", 6135, "kvm_vm_ioctl_enable_cap")]
