@@ -382,3 +382,12 @@ def test_an_allowed_mask_narrowed_through_a_new_helper_is_a_rejection():
     renamed = text.replace("+\tif (!kvm_can_mwait_in_guest())\n+\t\tallowed &= ~KVM_X86_DISABLE_EXITS_MWAIT;\n+\n", "")
     assert found("", renamed.replace("+4149,16", "+4149,13")) == [
         ("userspace-reject-condition-changed", 6135, "kvm_vm_ioctl_enable_cap")]
+
+
+def test_moving_the_vendor_after_set_cpuid_callback_is_a_runtime_update_change():
+    """When the vendor's callback runs decides which of KVM's CPUID-derived
+    state it sees (the kvm_x86_ops->cpuid_update of older kernels too)."""
+    assert found("vendor-callback-moved.diff") == [("cpuid-runtime-update", 421, "kvm_vcpu_after_set_cpuid")]
+    older = (DIFFS / "vendor-callback-moved.diff").read_text().replace(
+        "kvm_x86_call(vcpu_after_set_cpuid)(vcpu)", "kvm_x86_ops->cpuid_update(vcpu)")
+    assert found("", older) == [("cpuid-runtime-update", 421, "kvm_vcpu_after_set_cpuid")]
