@@ -391,3 +391,7 @@ def test_moving_the_vendor_after_set_cpuid_callback_is_a_runtime_update_change()
     older = (DIFFS / "vendor-callback-moved.diff").read_text().replace(
         "kvm_x86_call(vcpu_after_set_cpuid)(vcpu)", "kvm_x86_ops->cpuid_update(vcpu)")
     assert found("", older) == [("cpuid-runtime-update", 421, "kvm_vcpu_after_set_cpuid")]
+
+
+def test_a_feature_bit_userspace_may_restore_is_a_relaxation():
+    assert found("feature-bits.diff") == [("userspace-accepts-more", 1285, "vmx_restore_vmx_basic")]
