@@ -234,7 +234,19 @@ def _old_exit_breadths(matcher: Matcher, hunk: Hunk, index: int, patch: Patch) \
         return None
     old, new = _block_texts(hunk, index)
     ways, musts = _breadth(new)
-    return (ways + _helper_widening(patch, new, old), musts), _breadth(old)
+    return (ways + _helper_widening(patch, new, old) + _to_guest_supported(old, new), musts), _breadth(old)
+
+
+_HOST_SUPPORTED = re.compile(r"~\s*\(?\s*kvm_caps\.supported_(\w+)")
+
+
+def _to_guest_supported(old: list[str], new: list[str]) -> int:
+    """``data & ~kvm_caps.supported_X`` becoming ``data & ~...guest_supported_X``:
+    what the guest's CPUID allows is a part of what KVM supports, so the
+    check refuses more (1), else 0."""
+    now = " ".join(new)
+    return int(any(re.search(r"~\s*\(?\s*[\w.>-]*guest_supported_" + m.group(1) + r"\b", now)
+                   for text in old for m in _HOST_SUPPORTED.finditer(text)))
 
 
 def _tests_allocation(hunk: Hunk, index: int) -> bool:

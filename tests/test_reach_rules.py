@@ -395,3 +395,13 @@ def test_moving_the_vendor_after_set_cpuid_callback_is_a_runtime_update_change()
 
 def test_a_feature_bit_userspace_may_restore_is_a_relaxation():
     assert found("feature-bits.diff") == [("userspace-accepts-more", 1285, "vmx_restore_vmx_basic")]
+
+
+def test_checking_against_what_the_guest_supports_refuses_more():
+    """guest_supported_X (the guest's CPUID within what KVM supports) in
+    place of kvm_caps.supported_X narrows what a write may set; another mask
+    is only a changed condition."""
+    text = (DIFFS / "guest-supported.diff").read_text()
+    assert found("", text) == [("userspace-reject-condition", 3537, "kvm_set_msr_common")]
+    assert found("", text.replace("guest_supported_xss", "supported_xss_mask")) == [
+        ("userspace-reject-condition-changed", 3537, "kvm_set_msr_common")]
