@@ -779,6 +779,13 @@ def not_newly_allowed(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) ->
                    for f in patch.files for h in f.hunks for ln in h.lines)
 
 
+def newly_allowed(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """The other side of :func:`not_newly_allowed`: the bit is reserved only
+    for guests without its feature because the patch allows it for the
+    others (a new CR4 bit KVM lets guests with the feature set)."""
+    return bool(_RESERVED_OR.search(hunk.lines[index].text)) and not not_newly_allowed(matcher, patch, hunk, index)
+
+
 LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
     "not_a_move": not_a_move,
     "not_a_guard_moved": not_a_guard_moved,
@@ -804,6 +811,7 @@ LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
     "not_moved_here": not_moved_here,
     "not_relabelled": not_relabelled,
     "not_newly_allowed": not_newly_allowed,
+    "newly_allowed": newly_allowed,
     "not_inverted": not_inverted,
 }
 

@@ -353,7 +353,8 @@ def test_a_goto_with_an_error_preset_rewritten_as_a_return_fails_the_same():
 def test_a_newly_reserved_bit_and_a_dropped_one():
     rule = RULES.get("userspace-reject-reserved-bit")
     assert found("", rule.fires) == [("userspace-reject-reserved-bit", 604, None)]  # a macro: no function
-    assert found("", rule.passes) == []  # CR4.FRED: allowed with its feature, reserved without it as before
+    # CR4.FRED: allowed with its feature, reserved without it as before: a relaxation
+    assert found("", rule.passes) == [("userspace-allows-bit-with-feature", 608, None)]
     dropped = RULES.get("userspace-reject-reserved-bit-dropped")
     assert found("", dropped.fires) == [("userspace-reject-reserved-bit-dropped", 3409, "kvm_set_msr_common")]
     assert found("", dropped.passes) == []
@@ -405,3 +406,9 @@ def test_checking_against_what_the_guest_supports_refuses_more():
     assert found("", text) == [("userspace-reject-condition", 3537, "kvm_set_msr_common")]
     assert found("", text.replace("guest_supported_xss", "supported_xss_mask")) == [
         ("userspace-reject-condition-changed", 3537, "kvm_set_msr_common")]
+
+
+def test_a_bit_allowed_with_its_feature_is_a_relaxation_not_a_rejection():
+    allows = RULES.get("userspace-allows-bit-with-feature")
+    assert found("", allows.fires) == [("userspace-allows-bit-with-feature", 608, None)]
+    assert found("", allows.passes) == [("userspace-reject-reserved-bit", 604, None)]  # PCIDE: newly reserved
