@@ -707,7 +707,7 @@ def adds_host_exemption(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) 
 
 
 _MASK_TERM = re.compile(r"\|(?!\|)")
-_MASK_NAME = re.compile(r"&\s*~|valid|allowed|permitted|supported|feature_bits", re.I)
+_MASK_NAME = re.compile(r"&\s*~|valid|allowed|permitted|feature_bits", re.I)
 
 
 def _statement_head(hunk: Hunk, index: int) -> str:
