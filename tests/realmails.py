@@ -20,8 +20,10 @@ measured once as a whole with the rules as they stood, then split the same
 way: ``fresh-holdout``'s figure before and after tuning on ``fresh-tune``
 is an honest one), ``next`` (a fourth set, collected the same way
 after all tuning, measured once: the figure for the rules as they stood),
-and ``later`` (a fifth, collected the same way after the guard model,
-measured blind once).
+``later`` (a fifth, collected the same way after the guard model,
+measured blind before and after the round of work that read ``next``),
+and ``final`` (a sixth, collected during that round, measured blind once
+at its end).
 
 Verdicts: cpuid-adjust, userspace-reject, userspace-warn are caught by an
 ABI finding (cpuid-adjust, userspace-reject or uapi category) at warning or
@@ -44,7 +46,7 @@ from reviewer.findings import ABI_CATEGORIES, severity_rank
 MANIFEST = Path(__file__).with_name("realmails.tsv")
 AT_WARNING = ("cpuid-adjust", "userspace-reject", "userspace-warn")
 AT_INFO = ("relaxation", "runtime-bits")
-SETS = ("old", "tune", "holdout", "fresh-tune", "fresh-holdout", "next", "later")
+SETS = ("old", "tune", "holdout", "fresh-tune", "fresh-holdout", "next", "later", "final")
 
 
 @dataclass(frozen=True)
