@@ -32,6 +32,19 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
 
 
+def _seconds(text: str) -> float:
+    """A positive number of seconds (argparse type)."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 1e9:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     import argparse
 
@@ -75,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     server = sub.add_parser("server", help="keep kvm-review loaded for the pre-send hooks' one-patch checks",
                             epilog="status: exit 0 running, 1 not running")
     server.add_argument("action", choices=("start", "stop", "status"))
-    server.add_argument("--idle", type=float, default=900.0, metavar="SECONDS",
+    server.add_argument("--idle", type=_seconds, default=900.0, metavar="SECONDS",
                         help="start: exit after this long without a request (default: 900)")
 
     sub.add_parser("bot", help="watch lore and review new series (see: kvm-review bot --help)",

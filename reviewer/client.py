@@ -241,8 +241,11 @@ def start(idle_s: float) -> tuple[bool, str]:
         if answer:
             return True, f"kvm-review: server running (pid {answer['pid']}) on {path}; exits after {idle_s:g} s idle"
         if child.poll() is not None:
-            with open(_log(path), encoding="utf-8", errors="replace") as fh:
-                why = fh.read().strip().splitlines()
+            try:
+                with open(_log(path), encoding="utf-8", errors="replace") as fh:
+                    why = fh.read().strip().splitlines()
+            except OSError:
+                why = [f"it exited with status {child.returncode}"]
             return False, f"kvm-review: error: server did not start: {why[-1] if why else 'no reason given'}"
         time.sleep(0.02)
     child.kill()

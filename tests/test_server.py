@@ -210,3 +210,21 @@ def test_check_server_auto_and_the_off_switch(env):
     assert kvm_review(*args, env=env) == off
     assert kvm_review("check", "--server=off", *args[3:], env=env) == off
     assert answered(env) == 1
+
+
+@pytest.mark.parametrize("idle", ["-5", "0", "abc", "nan", "inf"])
+def test_idle_must_be_a_positive_number_of_seconds(env, idle):
+    status, out, err = kvm_review("server", "start", "--idle", idle, env=env)
+    assert (status, out) == (2, b"")
+    assert err.decode().splitlines()[-1] == (
+        f"kvm-review server: error: argument --idle: {idle!r} is not a positive number of seconds")
+    assert answered(env) is None
+
+
+def test_no_server_in_a_directory_others_can_write(env):
+    directory = Path(env["XDG_RUNTIME_DIR"]) / "kvm-review"
+    directory.mkdir(mode=0o755)
+    directory.chmod(0o755)
+    status, out, err = kvm_review("server", "start", env=env)
+    assert (status, out) == (2, b"")
+    assert err == f"kvm-review: error: {directory} is not private to this user: not starting a server\n".encode()
