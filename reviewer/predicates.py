@@ -16,6 +16,7 @@ from typing import Protocol
 
 from reviewer.findings import ABI_CATEGORIES, Finding, severity_rank
 from reviewer.kvm.exits import ERR_RETURN, ERRNOS, FAIL_ASSIGN, fails
+from reviewer.kvm.guards import depths as _depths
 from reviewer.kvm.guards import guards, negated
 from reviewer.kvm.patchgraph import in_new_case, new_labels
 from reviewer.series import Hunk, Patch, Series
@@ -290,6 +291,26 @@ def not_a_kept_condition(matcher: Matcher, patch: Patch, hunk: Hunk, index: int)
 _QUIRK = re.compile(r"\bkvm_check_has_quirk\s*\(")
 
 
+_ARGUMENTS = re.compile(r"\(([^()]*)\)")
+
+
+def not_args_only(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
+    """The changed condition is not the same test with other arguments to its
+    helpers (``kvm_hlt_in_guest(vcpu->kvm)`` becoming ``kvm_hlt_in_guest(vcpu)``
+    when the helper moves to vCPU scope): the same helpers, operators and
+    operands around the calls decide as before."""
+    old, new = _block_texts(hunk, index)
+
+    def shape(texts: list[str]) -> str:
+        text = " ".join(" ".join(_COMMENT_TAIL.sub("", t).split()) for t in texts)
+        for _ in range(5):  # nested calls, innermost first
+            text = _ARGUMENTS.sub(lambda m, whole=text: "()" if re.search(r"\w\s*$", whole[:m.start()])
+                                  else m.group(0), text)
+        return text
+
+    return not (old and new and shape(old) == shape(new))
+
+
 def not_quirked(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """The change does not sit behind a quirk: ``host_initiated &&
     kvm_check_has_quirk(kvm, KVM_X86_QUIRK_X)`` keeps the old behaviour for
@@ -300,8 +321,49 @@ def not_quirked(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
 
 
 def _guest_only(text: str) -> bool:
-    """A condition that holds for the guest's accesses alone (``!host_initiated &&`` on the whole)."""
-    return bool(_NOT_HOST.search(text)) and "||" not in text
+    """A condition that holds for the guest's accesses alone: ``!host`` must
+    hold for it to hold. ``!host && data``, ``!host && (!has(X) || data)``
+    and ``(!host && a) || (!host && b)`` are; ``!active && (!host || data)``
+    is not (a host write with data fails too). Read from the last ``if (``
+    in ``text`` (the whole text when there is none)."""
+    starts = [m.end() for m in _IF.finditer(text)]
+    expression = text
+    if starts:
+        depth, end = 1, starts[-1]
+        while end < len(text) and depth:
+            depth += {"(": 1, ")": -1}.get(text[end], 0)
+            end += 1
+        expression = text[starts[-1]:end - 1]
+    return _needs_not_host(expression)
+
+
+def _needs_not_host(expression: str) -> bool:
+    term = _unwrapped_term(expression)
+    disjuncts = _split_top(term, "||")
+    if len(disjuncts) > 1:
+        return all(_needs_not_host(d) for d in disjuncts)
+    conjuncts = _split_top(term, "&&")
+    if len(conjuncts) > 1:
+        return any(_needs_not_host(c) for c in conjuncts)
+    return bool(re.fullmatch(r"!\s*" + _HOST, term))
+
+
+def _unwrapped_term(text: str) -> str:
+    """``x`` of `` (x) ``, ``unlikely(x)``, ``likely(x)``."""
+    text = text.strip()
+    while True:
+        inner = re.sub(r"^(?:un)?likely\s*(?=\()", "", text)
+        if inner.startswith("(") and inner.endswith(")") and min(_depths(inner)[1:-1] or [1]) >= 1:
+            text = inner[1:-1].strip()
+        else:
+            return text
+
+
+def _split_top(text: str, operator: str) -> list[str]:
+    """``text`` cut at each ``operator`` outside parentheses."""
+    depth = _depths(text)
+    cuts = [i for i in range(len(text) - 1) if text[i:i + 2] == operator and depth[i] == 0]
+    return [text[a:b] for a, b in zip([0, *[c + 2 for c in cuts]], [*cuts, len(text)])]
 
 
 def _host_nowfails(hunk: Hunk, index: int) -> bool:
@@ -377,15 +439,17 @@ def _statement(hunk: Hunk, index: int, kind: str) -> str:
 def widens_return(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """An added ``return <call>(...)`` that the lines it replaces did not
     have, or that chains more conditions (``&&``/``||``) than they did; not
-    a call the function made before (the hunk takes it out elsewhere)."""
+    a call the patch takes out of this function, or of another one an entry
+    point it watches reaches along with it (code moved into a helper)."""
     line = hunk.lines[index]
     if not line.added:
         return False
     added = _statement(hunk, index, "+")
     called = _CALL.search(added.partition("=")[2] if not added.startswith("return") else added)
-    if called and any(ln.removed and ln.function == line.function and
-                      re.search(r"\b" + re.escape(called.group(2)) + r"\s*\(", ln.text) for ln in hunk.lines):
-        return False  # the same call, kept (moved within the function): the same failures
+    if called and any(ln.removed and re.search(r"\b" + re.escape(called.group(2)) + r"\s*\(", ln.text)
+                      and (ln.function == line.function or matcher.shares_entry(ln.function, line.function))
+                      for ln in patch.removed_lines):
+        return False  # the same call, kept (moved within the function, or into a helper the ioctl calls)
     replaced = [_statement(hunk, i, "-") for i in _block(hunk, index)
                 if hunk.lines[i].removed and _RETURN_CALL.match(hunk.lines[i].text)]
     if not replaced:
@@ -648,22 +712,46 @@ def _entry_label(entry: str) -> str:
 
 
 def not_a_new_interface(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
-    """Not in a ``case`` arm this patch adds, nor under a condition on state
-    only such an arm sets (a field the patch declares and its new arm
-    assigns: ``if (id >= kvm->arch.max_vcpu_ids)`` with a new
-    KVM_CAP_MAX_VCPU_ID): the argument checks of a new ioctl, capability
-    or attribute reject nothing that worked before."""
+    """Not in a ``case`` arm this patch adds, nor in a helper only such arms
+    reach, nor under a condition on state only such an arm sets (a field the
+    patch declares and its new arm assigns: ``if (id >= kvm->arch.max_vcpu_ids)``
+    with a new KVM_CAP_MAX_VCPU_ID) or that needs a new flag set (a field
+    the patch declares, as a bare ``&&`` term): the argument checks of a new
+    ioctl, capability, attribute or VM type reject nothing that worked before."""
     if in_new_case(hunk, index):
         return False
     entries = matcher.entries(hunk.lines[index].function)
     labels = new_labels(patch)
     if entries and labels and all(_entry_label(entry) in labels for entry in entries):
         return False  # a function only the patch's new arms reach (__set_sregs2 of a new KVM_SET_SREGS2)
+    condition = _guard(hunk, index) + " " + _statement(hunk, index, hunk.lines[index].kind)
+    if _new_flag_required(patch, condition):
+        return False
     fields = _new_interface_state(patch)
     if not fields:
         return True
-    condition = _guard(hunk, index) + " " + _statement(hunk, index, hunk.lines[index].kind)
     return not any(m.group(1) in fields for m in _MEMBER.finditer(condition))
+
+
+_FLAG_TERM = re.compile(r"(?:^|&&|\(|\bif\s*\()\s*[\w>.-]*(?:->|\.)(\w+)\s*(?=&&)")
+
+
+def _new_flag_required(patch: Patch, condition: str) -> bool:
+    """The condition needs a field the patch declares to be set, as a bare
+    ``&&`` term (``if (vcpu->kvm->arch.has_protected_state && ...)``): no VM
+    a VMM creates today has it, so nothing that worked fails."""
+    declared = _declared_fields(patch)
+    return bool(declared) and any(m.group(1) in declared for m in _FLAG_TERM.finditer(condition))
+
+
+def _declared_fields(patch: Patch) -> frozenset[str]:
+    """Members the patch adds to a struct in a header."""
+    memo = _patch_memo(patch)
+    if "declared" not in memo:
+        memo["declared"] = frozenset(
+            m.group(1) for f in patch.files if f.path.endswith(".h") for h in f.hunks for i in h.changed
+            if h.lines[i].added and (m := _DECLARED.match(h.lines[i].text)))
+    return memo["declared"]
 
 
 _MEMBER = re.compile(r"(?:->|\.)\s*(\w+)")
@@ -807,6 +895,7 @@ LINE_PREDICATES: dict[str, Callable[[Matcher, Patch, Hunk, int], bool]] = {
     "callee_may_reject": callee_may_reject,
     "not_a_kept_condition": not_a_kept_condition,
     "not_quirked": not_quirked,
+    "not_args_only": not_args_only,
     "not_in_padded_union": not_in_padded_union,
     "not_moved_here": not_moved_here,
     "not_relabelled": not_relabelled,

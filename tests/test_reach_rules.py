@@ -412,3 +412,31 @@ def test_a_bit_allowed_with_its_feature_is_a_relaxation_not_a_rejection():
     allows = RULES.get("userspace-allows-bit-with-feature")
     assert found("", allows.fires) == [("userspace-allows-bit-with-feature", 608, None)]
     assert found("", allows.passes) == [("userspace-reject-reserved-bit", 604, None)]  # PCIDE: newly reserved
+
+
+def test_a_call_moved_from_the_ioctl_into_the_helper_it_calls_is_kept():
+    text = (DIFFS / "call-into-helper.diff").read_text()
+    assert found("", text) == []
+    assert found("", text[:text.index("@@ -568")]) == [("userspace-reject-callee", 461, "kvm_set_cpuid")]
+
+
+def test_the_same_condition_with_other_helper_arguments_is_no_change():
+    text = (DIFFS / "args-only.diff").read_text()
+    assert found("", text) == []
+    assert found("", text.replace("kvm_hlt_in_guest(vcpu) && best", "kvm_mwait_in_guest(vcpu->kvm) && best")) == [
+        ("cpuid-adjust-condition", 327, "__kvm_update_cpuid_runtime")]
+
+
+def test_a_check_that_needs_a_flag_the_patch_adds_rejects_nothing_that_worked():
+    text = (DIFFS / "new-flag.diff").read_text()
+    assert found("", text) == []
+    assert found("", text[text.index("diff --git a/arch/x86/kvm/regs.c"):]) == [
+        ("userspace-reject-added", 831, "kvm_vcpu_ioctl_x86_get_debugregs")]
+
+
+def test_a_condition_fails_host_writes_unless_not_host_must_hold():
+    """``!active && (!host || data)`` fails a host write with data;
+    ``!active && (!host && (data || msr))`` only the guest's."""
+    text = (DIFFS / "guest-or-data.diff").read_text()
+    assert found("", text) == [("userspace-reject-condition", 265, "synic_set_msr")]
+    assert found("", text.replace("(!host || data)", "(!host && (data || msr))")) == []

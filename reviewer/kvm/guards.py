@@ -72,7 +72,7 @@ def negated(cond: str) -> str:
     return f"!{cond}" if _primary(cond) else f"!({cond})"
 
 
-def _depths(text: str) -> list[int]:
+def depths(text: str) -> list[int]:
     """The parenthesis depth at each character of ``text``."""
     out, depth = [], 0
     for char in text:
@@ -85,12 +85,12 @@ def _depths(text: str) -> list[int]:
 def _primary(text: str) -> bool:
     """One operand (``a->b``, ``f(x, y)``, ``(a && b)``): no space outside
     parentheses, which kernel style puts around every binary operator."""
-    return bool(text) and not any(char.isspace() and depth == 0 for char, depth in zip(text, _depths(text)))
+    return bool(text) and not any(char.isspace() and depth == 0 for char, depth in zip(text, depths(text)))
 
 
 def _unwrapped(text: str) -> str:
     """``a && b`` of ``(a && b)``; anything else as it is."""
-    while text.startswith("(") and text.endswith(")") and min(_depths(text)[1:-1] or [1]) >= 1:
+    while text.startswith("(") and text.endswith(")") and min(depths(text)[1:-1] or [1]) >= 1:
         text = text[1:-1].strip()
     return text
 
