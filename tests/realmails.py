@@ -21,7 +21,7 @@ way: ``fresh-holdout``'s figure before and after tuning on ``fresh-tune``
 is an honest one), ``next`` (a fourth set, collected the same way
 after all tuning, measured once: the figure for the rules as they stood),
 ``later`` (a fifth, collected the same way after the guard model,
-measured blind before and after the round of work that read ``next``),
+measured blind before and after the round of work that read ``next``, then read),
 and ``final`` (a sixth, collected during that round, measured blind once
 at its end).
 
