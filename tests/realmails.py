@@ -18,12 +18,11 @@ once, then used for tuning too), and ``fresh-tune``/``fresh-holdout`` (a
 third set, collected and labelled by people who did not write rules,
 measured once as a whole with the rules as they stood, then split the same
 way: ``fresh-holdout``'s figure before and after tuning on ``fresh-tune``
-is an honest one), ``next`` (a fourth set, collected the same way
-after all tuning, measured once: the figure for the rules as they stood),
-``later`` (a fifth, collected the same way after the guard model,
-measured blind before and after the round of work that read ``next``, then read),
-and ``final`` (a sixth, collected during that round, measured blind once
-at its end).
+is an honest one), ``next`` (a fourth set, collected the same way,
+measured blind, then read and tuned on), ``later`` (a fifth, measured
+blind before and after the round that read ``next``, then read), and
+``final`` (a sixth, collected during that round, never read, measured
+blind after it and after the round that read ``later``).
 
 Verdicts: cpuid-adjust, userspace-reject, userspace-warn are caught by an
 ABI finding (cpuid-adjust, userspace-reject or uapi category) at warning or
