@@ -70,14 +70,12 @@ class Scope:
         if self._bodies is None:
             bodies: dict[str, list[str]] = {}
             for patch in self.series.patches if self.series else []:
-                for fdiff in patch.files:
-                    for hunk in fdiff.hunks:
-                        for line in hunk.lines:
-                            if line.added and line.function:
-                                bodies.setdefault(line.function, []).append(line.text)
-                            stored = _STORED.match(line.text) if line.added else None
-                            if stored:
-                                bodies.setdefault("." + stored.group(1), []).append(stored.group(2))
+                for line in patch.added_lines:
+                    if line.function:
+                        bodies.setdefault(line.function, []).append(line.text)
+                    stored = _STORED.match(line.text)
+                    if stored:
+                        bodies.setdefault("." + stored.group(1), []).append(stored.group(2))
             self._bodies = bodies
         return self._bodies
 

@@ -207,7 +207,8 @@ def _ask(path: str, request: dict) -> dict | None:
         sock.close()
 
 
-def _log(path: str) -> str:
+def log_path(path: str) -> str:
+    """Where the server on socket ``path`` keeps its own errors."""
     return path[: -len(".sock")] + ".log"
 
 
@@ -216,7 +217,7 @@ def _spawn(path: str, idle_s: float):
     any check kept in a log beside the socket for its user."""
     import subprocess
 
-    with open(_log(path), "wb") as err:
+    with open(log_path(path), "wb") as err:
         return subprocess.Popen([sys.executable, "-m", "reviewer.server", path, str(idle_s)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                 start_new_session=True, close_fds=True)
@@ -242,7 +243,7 @@ def start(idle_s: float) -> tuple[bool, str]:
             return True, f"kvm-review: server running (pid {answer['pid']}) on {path}; exits after {idle_s:g} s idle"
         if child.poll() is not None:
             try:
-                with open(_log(path), encoding="utf-8", errors="replace") as fh:
+                with open(log_path(path), encoding="utf-8", errors="replace") as fh:
                     why = fh.read().strip().splitlines()
             except OSError:
                 why = [f"it exited with status {child.returncode}"]

@@ -72,6 +72,11 @@ _PADDING = re.compile(r"\b\w*(?:pad|reserved|rsvd|unused)\w*\s*\[")
 _memo: tuple = (None, {})  # (the patch last asked about, what predicates learnt of it): rules ask patch by patch
 
 
+def _code(text: str) -> str:
+    """A line's code: its trailing comment off, its spaces normalised."""
+    return " ".join(_COMMENT_TAIL.sub("", text).split())
+
+
 def _patch_memo(patch: Patch) -> dict:
     """A dict that lives as long as ``patch`` is the one asked about (one
     read of the slot: another thread may replace it meanwhile)."""
@@ -281,11 +286,10 @@ def not_a_kept_condition(matcher: Matcher, patch: Patch, hunk: Hunk, index: int)
     line = hunk.lines[index]
 
     def condition(text: str) -> str:
-        return " ".join(_COMMENT_TAIL.sub("", text).split()).removesuffix("{").strip()
+        return _code(text).removesuffix("{").strip()
 
     text = condition(line.text)
-    return not any(ln.removed and ln.function == line.function and condition(ln.text) == text
-                   for f in patch.files for h in f.hunks for ln in h.lines)
+    return not any(ln.function == line.function and condition(ln.text) == text for ln in patch.removed_lines)
 
 
 _QUIRK = re.compile(r"\bkvm_check_has_quirk\s*\(")
@@ -302,7 +306,7 @@ def not_args_only(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> boo
     old, new = _block_texts(hunk, index)
 
     def shape(texts: list[str]) -> str:
-        text = " ".join(" ".join(_COMMENT_TAIL.sub("", t).split()) for t in texts)
+        text = " ".join(_code(t) for t in texts)
         for _ in range(5):  # nested calls, innermost first
             text = _ARGUMENTS.sub(lambda m, whole=text: "()" if re.search(r"\w\s*$", whole[:m.start()])
                                   else m.group(0), text)
@@ -688,8 +692,7 @@ def not_moved_out(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> boo
 def not_readded(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """The patch does not add the same line back elsewhere (a moved line)."""
     text = " ".join(hunk.lines[index].text.split())
-    return not any(" ".join(ln.text.split()) == text
-                   for f in patch.files for h in f.hunks for ln in h.lines if ln.added)
+    return not any(" ".join(ln.text.split()) == text for ln in patch.added_lines)
 
 
 def not_inverted(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
@@ -830,11 +833,8 @@ _RESERVED_OR = re.compile(r"\b\w*(?:reserved|rsvd)\w*\s*\|=\s*\(?([A-Z_][A-Z0-9_
 def not_moved_here(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
     """The patch does not take the same code out elsewhere (a moved line;
     spaces and a trailing comment aside)."""
-    def code(text: str) -> str:
-        return " ".join(_COMMENT_TAIL.sub("", text).split())
-
-    mine = code(hunk.lines[index].text)
-    return not any(code(ln.text) == mine for f in patch.files for h in f.hunks for ln in h.lines if ln.removed)
+    mine = _code(hunk.lines[index].text)
+    return not any(_code(ln.text) == mine for ln in patch.removed_lines)
 
 
 _CASE_MSR = re.compile(r"^\s*case\s+(\w+)")
@@ -851,7 +851,7 @@ def not_relabelled(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bo
     if not found:
         return True
     name = re.compile(r"\bcase\b.*\b" + found.group(1) + r"\b")
-    return not any(ln.added and name.search(ln.text) for f in patch.files for h in f.hunks for ln in h.lines)
+    return not any(name.search(ln.text) for ln in patch.added_lines)
 
 
 def not_newly_allowed(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:
@@ -863,8 +863,7 @@ def not_newly_allowed(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) ->
     if not found:
         return True
     bit = re.compile(r"\b" + found.group(1) + r"\b")
-    return not any(ln.added and bit.search(ln.text) and not _RESERVED_OR.search(ln.text)
-                   for f in patch.files for h in f.hunks for ln in h.lines)
+    return not any(bit.search(ln.text) and not _RESERVED_OR.search(ln.text) for ln in patch.added_lines)
 
 
 def newly_allowed(matcher: Matcher, patch: Patch, hunk: Hunk, index: int) -> bool:

@@ -144,6 +144,11 @@ class Patch:
         """Every line the patch removes, in every file."""
         return [ln for f in self.files for h in f.hunks for ln in h.lines if ln.removed]
 
+    @functools.cached_property
+    def added_lines(self) -> list[DiffLine]:
+        """Every line the patch adds, in every file."""
+        return [ln for f in self.files for h in f.hunks for ln in h.lines if ln.added]
+
     @property
     def paths(self) -> list[str]:
         return [f.path for f in self.files]

@@ -18,7 +18,7 @@ import socket
 import struct
 import sys
 
-from reviewer.client import ANSWER_TIMEOUT_S, IDLE_S, receive, send, stdin_of, unlink
+from reviewer.client import ANSWER_TIMEOUT_S, IDLE_S, log_path, receive, send, stdin_of, unlink
 
 
 class _Stream(io.TextIOWrapper):
@@ -130,7 +130,7 @@ def serve(path: str, idle_s: float = IDLE_S) -> int:
     finally:
         listener.close()
         unlink(path)
-        unlink(path[: -len(".sock")] + ".log")  # nothing went wrong that it must keep
+        unlink(log_path(path))  # nothing went wrong that it must keep
 
 
 if __name__ == "__main__":  # kvm-review server start runs: python -m reviewer.server PATH IDLE
